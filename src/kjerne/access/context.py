@@ -1,0 +1,51 @@
+"""What the store asks of the access engine on every read and write.
+
+The store calls these hooks itself, so no route, page, export or operation can forget them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, Table
+
+
+@dataclass(slots=True)
+class AccessRecord:
+    """One access attempt, handed to the audit log."""
+
+    action: str  # read | vread | search | history | create | update | delete | operation
+    res_type: str | None
+    outcome: str  # allowed | denied
+    resource_ids: list[str] = field(default_factory=list)
+    patients: list[str] = field(default_factory=list)
+    detail: str | None = None
+    withheld: str | None = None  # Specific | General | Reservation when something was held back
+
+
+class AccessContext(Protocol):
+    def read_filter(self, res_type: str, table: Table) -> ColumnElement[bool] | None:
+        """A predicate on `resource`/`resource_history` rows this caller may see; None means all."""
+
+    def check_write(self, action: str, res_type: str, resource: dict[str, Any] | None) -> None:
+        """Raise FhirError (403) when this caller may not make the write."""
+
+    def record(self, conn: Any, rec: AccessRecord) -> None:
+        """Write the audit entry for an access attempt, inside the caller's transaction."""
+
+
+class Unrestricted:
+    """The platform itself: loading demo data, imports by an operator, migrations."""
+
+    def read_filter(self, res_type: str, table: Table) -> ColumnElement[bool] | None:
+        return None
+
+    def check_write(self, action: str, res_type: str, resource: dict[str, Any] | None) -> None:
+        return None
+
+    def record(self, conn: Any, rec: AccessRecord) -> None:
+        return None
+
+
+UNRESTRICTED = Unrestricted()

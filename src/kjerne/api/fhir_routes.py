@@ -1,0 +1,198 @@
+"""The FHIR REST interactions at /fhir. Routes stay thin: parse, call the repository, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from kjerne.api.body import form_pairs, json_body
+from kjerne.api.render import FhirResponse, search_bundle
+from kjerne.fhir.capability import capability_statement
+from kjerne.fhir.outcome import FhirError, invalid
+from kjerne.store.bundles import BundleProcessor, _etag_version
+from kjerne.store.clock import us_to_instant
+from kjerne.store.records import Stored
+from kjerne.store.repository import Repository
+from kjerne.store.search.request import parse as parse_search
+from kjerne.store.writer import WriteResult
+
+
+def repo_for(request: Request) -> Repository:
+    factory = request.app.state.repository_factory
+    return factory(request)
+
+
+def settings(request: Request) -> Any:
+    return request.app.state.settings
+
+
+def base_url(request: Request) -> str:
+    return str(request.app.state.settings.fhir_base())
+
+
+def lenient(request: Request) -> bool:
+    return "handling=lenient" in request.headers.get("prefer", "").replace(" ", "")
+
+
+def _headers(s: Stored) -> dict[str, str]:
+    return {
+        "ETag": s.etag,
+        "Last-Modified": s.last_modified,
+        "Location": f"{s.res_type}/{s.res_id}/_history/{s.version}",
+    }
+
+
+def _written(request: Request, result: WriteResult, base: str) -> FhirResponse:
+    s = result.stored
+    headers = _headers(s)
+    headers["Location"] = f"{base}/{s.location}"
+    status = 201 if result.created else 200
+    prefer = request.headers.get("prefer", "")
+    if "return=minimal" in prefer:
+        return FhirResponse(b"", status_code=status, headers=headers)
+    return FhirResponse(s.content, status_code=status, headers=headers)
+
+
+def _search_pairs(request: Request) -> list[tuple[str, str]]:
+    return list(request.query_params.multi_items())
+
+
+async def metadata(request: Request) -> FhirResponse:
+    return FhirResponse(capability_statement(base_url(request)))
+
+
+async def search(request: Request) -> FhirResponse:
+    res_type = request.path_params["type"]
+    pairs = _search_pairs(request)
+    if request.method == "POST":
+        pairs += await form_pairs(request, settings(request).max_body_bytes)
+    repo = repo_for(request)
+    result = repo.search(
+        res_type, repo.scope_pairs(res_type, pairs) if hasattr(repo, "scope_pairs") else pairs, lenient=lenient(request)
+    )
+    return FhirResponse(search_bundle(result, base_url(request), res_type, getattr(repo, "withheld_outcome", None)))
+
+
+async def type_root(request: Request) -> FhirResponse:
+    if request.method == "GET":
+        return await search(request)
+    res_type = request.path_params["type"]
+    body = await json_body(request, settings(request).max_body_bytes)
+    if body.get("resourceType") != res_type:
+        raise invalid(f"the body is a {body.get('resourceType')!r}, the URL says {res_type}", "resourceType")
+    repo = repo_for(request)
+    if request.method == "POST":
+        result = repo.create(body, if_none_exist=request.headers.get("if-none-exist"))
+        return _written(request, result, base_url(request))
+    # PUT on the type: conditional update
+    query = str(request.url.query)
+    if not query:
+        raise invalid("conditional update needs search parameters, e.g. ?identifier=system|value")
+    parse_search(res_type, list(request.query_params.multi_items()))
+    result = repo.conditional_update(body, query)
+    return _written(request, result, base_url(request))
+
+
+async def instance(request: Request) -> FhirResponse:
+    res_type, res_id = request.path_params["type"], request.path_params["id"]
+    repo = repo_for(request)
+    if request.method == "GET":
+        s = repo.read(res_type, res_id)
+        return FhirResponse(s.content, headers=_headers(s))
+    if request.method == "DELETE":
+        repo.delete(res_type, res_id)
+        return FhirResponse(b"", status_code=204)
+    body = await json_body(request, settings(request).max_body_bytes)
+    if body.get("resourceType") != res_type:
+        raise invalid(f"the body is a {body.get('resourceType')!r}, the URL says {res_type}", "resourceType")
+    if_match = request.headers.get("if-match")
+    result = repo.update(body, res_id, if_match=_etag_version(if_match) if if_match else None)
+    return _written(request, result, base_url(request))
+
+
+async def vread(request: Request) -> FhirResponse:
+    p = request.path_params
+    vid = p["vid"]
+    if not vid.isdigit():
+        raise FhirError.of(404, "not-found", f"version '{vid}' is not known")
+    s = repo_for(request).vread(p["type"], p["id"], int(vid))
+    return FhirResponse(s.content, headers=_headers(s))
+
+
+def _history_bundle(request: Request, rows: list[Stored], next_key: tuple[int, int, int] | None) -> dict[str, Any]:
+    from kjerne.store.search.cursor import Cursor
+
+    base = base_url(request)
+    entries = []
+    for s in rows:
+        e: dict[str, Any] = {
+            "fullUrl": f"{base}/{s.res_type}/{s.res_id}",
+            "request": {
+                "method": "DELETE" if s.deleted else ("POST" if s.version == 1 else "PUT"),
+                "url": f"{s.res_type}/{s.res_id}" if s.version > 1 or s.deleted else s.res_type,
+            },
+            "response": {
+                "status": "204" if s.deleted else ("201" if s.version == 1 else "200"),
+                "etag": s.etag,
+                "lastModified": us_to_instant(s.last_updated),
+            },
+        }
+        if not s.deleted:
+            e["resource"] = s.resource()
+        entries.append(e)
+    links = [{"relation": "self", "url": str(request.url)}]
+    if next_key is not None:
+        pairs = [(k, v) for k, v in request.query_params.multi_items() if k != "_cursor"]
+        from urllib.parse import urlencode
+
+        pairs.append(("_cursor", Cursor(next_key, 0, 0).encode()))
+        links.append(
+            {
+                "relation": "next",
+                "url": f"{request.url.remove_query_params(list(request.query_params.keys()))}?{urlencode(pairs)}",
+            }
+        )
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history", "link": links}
+    if entries:
+        bundle["entry"] = entries
+    return bundle
+
+
+async def history(request: Request) -> FhirResponse:
+    from kjerne.store.indexing import date_range
+
+    p = request.path_params
+    q = request.query_params
+    since = None
+    if q.get("_since"):
+        try:
+            since = date_range(q["_since"].replace(" ", "+"))[0]
+        except ValueError as exc:
+            raise invalid(f"_since '{q['_since']}' is not a valid instant", "_since") from exc
+    count = q.get("_count", "50")
+    if not count.isdigit():
+        raise invalid("_count must be a non-negative integer", "_count")
+    result = repo_for(request).history(
+        p.get("type"), p.get("id"), count=int(count), since_us=since, cursor=q.get("_cursor")
+    )
+    return FhirResponse(_history_bundle(request, result.rows, result.next_since))
+
+
+async def system_root(request: Request) -> FhirResponse:
+    body = await json_body(request, settings(request).max_body_bytes)
+    return FhirResponse(BundleProcessor(repo_for(request)).process(body))
+
+
+routes = [
+    Route("/metadata", metadata, methods=["GET"]),
+    Route("/", system_root, methods=["POST"]),
+    Route("/_history", history, methods=["GET"]),
+    Route("/{type}/_search", search, methods=["POST"]),
+    Route("/{type}/_history", history, methods=["GET"]),
+    Route("/{type}/{id}/_history/{vid}", vread, methods=["GET"]),
+    Route("/{type}/{id}/_history", history, methods=["GET"]),
+    Route("/{type}/{id}", instance, methods=["GET", "PUT", "DELETE"]),
+    Route("/{type}", type_root, methods=["GET", "POST", "PUT"]),
+]

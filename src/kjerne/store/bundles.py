@@ -1,0 +1,315 @@
+"""Bundle processing: `transaction` (all or nothing, urn:uuid references resolved) and `batch`
+(independent entries, each with its own status)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from kjerne.access.context import AccessRecord
+from kjerne.fhir.model import resource_types
+from kjerne.fhir.outcome import FhirError, Issue, invalid, operation_outcome
+from kjerne.store.repository import Repository, _type_of
+from kjerne.store.writer import Writer, WriteResult, new_id
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+
+def _status(result: WriteResult | None, method: str) -> str:
+    if method == "DELETE":
+        return "204 No Content"
+    assert result is not None
+    if result.created:
+        return "201 Created"
+    return "200 OK"
+
+
+def _response(result: WriteResult | None, method: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": _status(result, method)}
+    if result is not None:
+        s = result.stored
+        out.update(location=s.location, etag=s.etag, lastModified=s.last_modified)
+    return out
+
+
+def _parse_url(url: str, where: str) -> tuple[str, str | None, str | None]:
+    """'Type', 'Type/id', 'Type?query' → (type, id, query)."""
+    path, _, query = url.partition("?")
+    parts = [p for p in path.split("/") if p]
+    if not parts or parts[0] not in resource_types():
+        raise invalid(f"request.url '{url}' does not name a resource type", where)
+    if len(parts) > 2:
+        raise invalid(f"request.url '{url}' is not supported in a bundle", where)
+    return parts[0], parts[1] if len(parts) == 2 else None, query or None
+
+
+def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise invalid("Bundle.entry must be an array", "Bundle.entry")
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise invalid("a Bundle entry must be an object", f"Bundle.entry[{i}]")
+    return entries
+
+
+def check_full_urls(entries: list[dict[str, Any]]) -> None:
+    seen: dict[str, int] = {}
+    for i, e in enumerate(entries):
+        full = e.get("fullUrl")
+        if full is None:
+            continue
+        if full in seen:
+            raise invalid(
+                f"fullUrl '{full}' appears twice (entries {seen[full]} and {i})", f"Bundle.entry[{i}].fullUrl"
+            )
+        seen[full] = i
+
+
+def _rewrite(node: Any, mapping: dict[str, str], where: str, problems: list[Issue]) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            if k == "reference" and isinstance(v, str) and (v.startswith("urn:uuid:") or v.startswith("urn:oid:")):
+                if v in mapping:
+                    v = mapping[v]
+                elif v.startswith("urn:uuid:"):
+                    problems.append(
+                        Issue("not-found", f"reference '{v}' does not match any fullUrl in the transaction", where)
+                    )
+            out[k] = _rewrite(v, mapping, where, problems)
+        return out
+    if isinstance(node, list):
+        return [_rewrite(v, mapping, where, problems) for v in node]
+    return node
+
+
+class BundleProcessor:
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+
+    def process(self, bundle: Any) -> dict[str, Any]:
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise invalid("POST to the base URL takes a Bundle")
+        kind = bundle.get("type")
+        if kind == "transaction":
+            return self.transaction(bundle)
+        if kind == "batch":
+            return self.batch(bundle)
+        raise invalid(f"Bundle.type must be transaction or batch, not '{kind}'", "Bundle.type")
+
+    # -- transaction --------------------------------------------------------------------------
+    def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        entries = _entries(bundle)
+        check_full_urls(entries)
+        plan: list[tuple[int, str, dict[str, Any]]] = []
+        for i, e in enumerate(entries):
+            req = e.get("request")
+            if not isinstance(req, dict) or req.get("method") not in _ORDER or not isinstance(req.get("url"), str):
+                raise invalid(
+                    "each transaction entry needs request.method and request.url", f"Bundle.entry[{i}].request"
+                )
+            plan.append((i, req["method"], e))
+            if req["method"] in ("POST", "PUT"):
+                res = e.get("resource")
+                if not isinstance(res, dict):
+                    raise invalid("POST and PUT entries need a resource", f"Bundle.entry[{i}].resource")
+                self.repo.access.check_write((req["method"] == "POST" and "create") or "update", _type_of(res), res)
+        responses: dict[int, dict[str, Any]] = {}
+        reads: list[tuple[int, dict[str, Any]]] = []
+        with self.repo.write_tx() as conn:
+            writer = Writer(conn)
+            mapping: dict[str, str] = {}
+            targets: dict[int, tuple[str, str | None, bool]] = {}  # entry → (type, id, skip)
+            # First pass: decide every new id so references can be rewritten before anything is stored.
+            for i, method, e in sorted(plan, key=lambda p: _ORDER[p[1]]):
+                where = f"Bundle.entry[{i}]"
+                url = e["request"]["url"]
+                if method in ("GET", "HEAD"):
+                    reads.append((i, e))
+                    continue
+                res_type, res_id, query = _parse_url(url, where + ".request.url")
+                skip = False
+                if method == "POST":
+                    cond = e["request"].get("ifNoneExist")
+                    res_id = None
+                    if cond:
+                        found = self.repo._match(conn, res_type, cond)
+                        if len(found) > 1:
+                            raise FhirError.of(412, "multiple-matches", f"{where}: ifNoneExist matched {len(found)}")
+                        if found:
+                            res_id, skip = found[0].res_id, True
+                    res_id = res_id or new_id()
+                elif method == "PUT" and query:
+                    found = self.repo._match(conn, res_type, query)
+                    if len(found) > 1:
+                        raise FhirError.of(412, "multiple-matches", f"{where}: the condition matched {len(found)}")
+                    res_id = found[0].res_id if found else ((e.get("resource") or {}).get("id") or new_id())
+                elif method == "DELETE" and query:
+                    found = self.repo._match(conn, res_type, query)
+                    res_id = found[0].res_id if found else None
+                if res_id is None and method != "DELETE":
+                    raise invalid("request.url needs an id", where + ".request.url")
+                targets[i] = (res_type, res_id, skip)
+                full = e.get("fullUrl")
+                if full and res_id:
+                    mapping[full] = f"{res_type}/{res_id}"
+            problems: list[Issue] = []
+            for i, method, e in plan:
+                if method in ("POST", "PUT") and i in targets:
+                    e["resource"] = _rewrite(
+                        copy.deepcopy(e["resource"]), mapping, f"Bundle.entry[{i}].resource", problems
+                    )
+            if problems:
+                raise FhirError(400, problems)
+            for i, method, e in sorted(plan, key=lambda p: _ORDER[p[1]]):
+                if i not in targets:
+                    continue
+                res_type, res_id, skip = targets[i]
+                try:
+                    if method == "DELETE":
+                        result = writer.delete(res_type, res_id) if res_id else None
+                        responses[i] = _response(None, "DELETE")
+                        continue
+                    res = e["resource"]
+                    if res.get("resourceType") != res_type:
+                        raise invalid("resource type does not match request.url", f"Bundle.entry[{i}].resource")
+                    if skip:
+                        from kjerne.store.writer import current
+
+                        existing = current(conn, res_type, res_id)  # type: ignore[arg-type]
+                        assert existing is not None
+                        responses[i] = _response(WriteResult(existing, False, False), "POST")
+                        continue
+                    if_match = e["request"].get("ifMatch")
+                    result = writer.put(res, res_id, expected_version=_etag_version(if_match) if if_match else None)  # type: ignore[arg-type]
+                    responses[i] = _response(result, method)
+                    responses[i]["_resource"] = result.stored
+                except FhirError as err:
+                    raise FhirError(err.status, [_at(issue, i) for issue in err.issues]) from err
+            written = [r["_resource"] for r in responses.values() if "_resource" in r]
+            self.repo._record(
+                conn,
+                AccessRecord(
+                    "transaction",
+                    "Bundle",
+                    "allowed",
+                    [s.location for s in written],
+                    sorted({s.patient for s in written if s.patient}),
+                ),
+            )
+        for i, e in reads:
+            responses[i] = self._read_entry(e)
+        out_entries = []
+        for i in range(len(entries)):
+            resp = responses.get(i, {"status": "200 OK"})
+            stored = resp.pop("_resource", None)
+            entry: dict[str, Any] = {"response": resp}
+            if stored is not None:
+                entry["fullUrl"] = f"{self.repo.base_url.rstrip('/')}/{stored.res_type}/{stored.res_id}"
+                entry["resource"] = stored.resource()
+            elif "_body" in resp:
+                entry["resource"] = resp.pop("_body")
+            out_entries.append(entry)
+        return {"resourceType": "Bundle", "type": "transaction-response", "entry": out_entries}
+
+    # -- batch --------------------------------------------------------------------------------
+    def batch(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        entries = _entries(bundle)
+        check_full_urls(entries)
+        out = []
+        for i, e in enumerate(entries):
+            try:
+                resp = self._batch_entry(i, e)
+            except FhirError as err:
+                resp = {"status": f"{err.status} {_REASON.get(err.status, 'Error')}", "outcome": err.outcome()}
+            entry: dict[str, Any] = {}
+            if e.get("fullUrl"):
+                entry["fullUrl"] = e["fullUrl"]
+            body = resp.pop("_body", None)
+            if body is not None:
+                entry["resource"] = body
+            entry["response"] = resp
+            out.append(entry)
+        return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
+
+    def _batch_entry(self, i: int, e: dict[str, Any]) -> dict[str, Any]:
+        req = e.get("request")
+        where = f"Bundle.entry[{i}]"
+        if not isinstance(req, dict) or req.get("method") not in _ORDER or not isinstance(req.get("url"), str):
+            raise invalid("each batch entry needs request.method and request.url", where + ".request")
+        method = req["method"]
+        if method in ("GET", "HEAD"):
+            return self._read_entry(e)
+        res_type, res_id, query = _parse_url(req["url"], where + ".request.url")
+        res = e.get("resource")
+        if method == "DELETE":
+            if res_id is None:
+                raise invalid("DELETE needs Type/id", where + ".request.url")
+            self.repo.delete(res_type, res_id)
+            return {"status": "204 No Content"}
+        if not isinstance(res, dict):
+            raise invalid("POST and PUT entries need a resource", where + ".resource")
+        if res.get("resourceType") != res_type:
+            raise invalid("resource type does not match request.url", where + ".resource")
+        problems: list[Issue] = []
+        res = _rewrite(res, {}, where + ".resource", problems)
+        if problems:
+            raise FhirError(400, problems)
+        if method == "POST":
+            result = self.repo.create(res, if_none_exist=req.get("ifNoneExist"))
+        elif query:
+            result = self.repo.conditional_update(res, query)
+        else:
+            assert res_id is not None
+            if_match = req.get("ifMatch")
+            result = self.repo.update(res, res_id, if_match=_etag_version(if_match) if if_match else None)
+        resp = _response(result, method)
+        resp["_body"] = result.stored.resource()
+        return resp
+
+    def _read_entry(self, e: dict[str, Any]) -> dict[str, Any]:
+        url = e["request"]["url"]
+        res_type, res_id, query = _parse_url(url, "request.url")
+        if res_id:
+            stored = self.repo.read(res_type, res_id)
+            return {"status": "200 OK", "etag": stored.etag, "_body": stored.resource()}
+        from kjerne.api.render import search_bundle
+
+        result = self.repo.search(res_type, parse_qsl(query or "", keep_blank_values=True))
+        return {"status": "200 OK", "_body": search_bundle(result, self.repo.base_url, res_type)}
+
+
+def _at(issue: Issue, i: int) -> Issue:
+    expr = issue.expression
+    if expr and not expr.startswith("Bundle"):
+        expr = f"Bundle.entry[{i}].resource.{expr.split('.', 1)[1]}" if "." in expr else f"Bundle.entry[{i}].resource"
+    return Issue(issue.code, f"entry {i}: {issue.diagnostics}", expr or f"Bundle.entry[{i}]", issue.severity)
+
+
+def _etag_version(etag: str) -> int:
+    raw = etag.strip()
+    if raw.startswith("W/"):
+        raw = raw[2:]
+    raw = raw.strip('"')
+    if not raw.isdigit():
+        raise invalid(f"'{etag}' is not a version ETag", "If-Match")
+    return int(raw)
+
+
+_REASON = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    410: "Gone",
+    412: "Precondition Failed",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+}
+
+__all__ = ["BundleProcessor", "check_full_urls", "operation_outcome", "orjson"]

@@ -1,0 +1,83 @@
+"""Persons are known by national id. A reference by identifier resolves to the one Patient with that
+id, and a Patient is created when data first arrives for an unknown person."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy import Connection, and_, select
+
+from kjerne.fhir.identifiers import OID_FNR, PERSON_SYSTEMS, URI_FNR
+from kjerne.store.schema import idx_token, resource
+
+
+def person_references(node: Any) -> Iterator[dict[str, Any]]:
+    """Every Reference in a resource that names a person by national id but has no literal reference."""
+    if isinstance(node, dict):
+        ident = node.get("identifier")
+        if (
+            isinstance(ident, dict)
+            and "reference" not in node
+            and ident.get("system") in PERSON_SYSTEMS
+            and node.get("type", "Patient") == "Patient"
+            and isinstance(ident.get("value"), str)
+        ):
+            yield node
+        for key, value in node.items():
+            if key != "contained":
+                yield from person_references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from person_references(item)
+
+
+def find_patient(conn: Connection, system: str, value: str) -> str | None:
+    systems = [OID_FNR, URI_FNR] if system in (OID_FNR, URI_FNR) else [system]
+    row = conn.execute(
+        select(resource.c.res_id)
+        .join(idx_token, idx_token.c.rid == resource.c.rid)
+        .where(
+            and_(
+                idx_token.c.res_type == "Patient",
+                idx_token.c.param == "identifier",
+                idx_token.c.code == value,
+                idx_token.c.system.in_(systems),
+                resource.c.deleted.is_(False),
+            )
+        )
+        .order_by(resource.c.rid)
+        .limit(1)
+    ).first()
+    return row[0] if row else None
+
+
+def resolve_person_references(
+    conn: Connection,
+    res: dict[str, Any],
+    create_patient: Callable[[dict[str, Any]], str],
+    cache: dict[tuple[str, str], str] | None = None,
+) -> None:
+    """Point each identifier-only person reference at its Patient, creating the Patient if needed."""
+    cache = {} if cache is None else cache
+    for ref in person_references(res):
+        system, value = ref["identifier"]["system"], ref["identifier"]["value"]
+        key = (OID_FNR if system == URI_FNR else system, value)
+        pid = cache.get(key)
+        if pid is None:
+            if conn.dialect.name == "postgresql":
+                # Two producers sending the first data for one person at once must not create two Patients.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (value,))
+            pid = find_patient(conn, system, value)
+        if pid is None:
+            pid = create_patient(
+                {
+                    "resourceType": "Patient",
+                    "id": str(uuid.uuid4()),
+                    "identifier": [{"system": system, "value": value}],
+                }
+            )
+        cache[key] = pid
+        ref["reference"] = f"Patient/{pid}"
+        ref.setdefault("type", "Patient")

@@ -1,0 +1,293 @@
+"""One repository object per request, carrying who is asking. Every read and write goes through it:
+it applies the access filter inside the SQL and hands an access record to the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, literal, select, union_all
+
+from kjerne.access.context import UNRESTRICTED, AccessContext, AccessRecord
+from kjerne.fhir.model import resource_types
+from kjerne.fhir.outcome import FhirError, invalid, not_found
+from kjerne.store.clock import now_us
+from kjerne.store.records import Stored, row_to_stored
+from kjerne.store.schema import resource, resource_history
+from kjerne.store.search import builder, include
+from kjerne.store.search.common import BuildContext
+from kjerne.store.search.cursor import decode
+from kjerne.store.search.request import SearchRequest
+from kjerne.store.search.request import parse as parse_search
+from kjerne.store.writer import Writer, WriteResult, new_id
+
+
+@dataclass(slots=True)
+class SearchResult:
+    request: SearchRequest
+    page: builder.Page
+    included: list[Stored]
+
+
+@dataclass(slots=True)
+class HistoryResult:
+    rows: list[Stored]
+    next_since: tuple[int, int, int] | None
+
+
+def check_type(res_type: str) -> None:
+    if res_type not in resource_types():
+        raise FhirError.of(404, "not-supported", f"'{res_type}' is not a FHIR R4 resource type")
+
+
+class Repository:
+    def __init__(self, engine: Engine, access: AccessContext = UNRESTRICTED, *, base_url: str = "") -> None:
+        self.engine = engine
+        self.access = access
+        self.base_url = base_url
+
+    # -- transactions -------------------------------------------------------------------------
+    @contextmanager
+    def write_tx(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.info["sqlite_write"] = True
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read_tx(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def _filter(self, res_type: str, table: Any) -> Any:
+        return self.access.read_filter(res_type, table)
+
+    def _record(self, conn: Connection, rec: AccessRecord) -> None:
+        self.access.record(conn, rec)
+
+    # -- reads --------------------------------------------------------------------------------
+    def read(self, res_type: str, res_id: str) -> Stored:
+        check_type(res_type)
+        with self.write_tx() as conn:
+            row = self._visible_current(conn, res_type, res_id)
+            if row is None:
+                self._record(
+                    conn, AccessRecord("read", res_type, "denied", [f"{res_type}/{res_id}"], detail="not found")
+                )
+                raise not_found(res_type, res_id)
+            self._record(conn, AccessRecord("read", res_type, "allowed", [f"{res_type}/{res_id}"], _pat(row)))
+        if row.deleted:
+            raise FhirError.of(410, "deleted", f"{res_type}/{res_id} was deleted")
+        return row
+
+    def _visible_current(self, conn: Connection, res_type: str, res_id: str) -> Stored | None:
+        conds = [resource.c.res_type == res_type, resource.c.res_id == res_id]
+        extra = self._filter(res_type, resource)
+        if extra is not None:
+            conds.append(extra)
+        row = conn.execute(select(resource).where(and_(*conds))).first()
+        return row_to_stored(row) if row else None
+
+    def vread(self, res_type: str, res_id: str, version: int) -> Stored:
+        check_type(res_type)
+        with self.write_tx() as conn:
+            found = None
+            for table in (resource, resource_history):
+                conds = [table.c.res_type == res_type, table.c.res_id == res_id, table.c.version == version]
+                extra = self._filter(res_type, table)
+                if extra is not None:
+                    conds.append(extra)
+                row = conn.execute(select(table).where(and_(*conds))).first()
+                if row is not None:
+                    found = _history_row(row)
+                    break
+            ref = f"{res_type}/{res_id}/_history/{version}"
+            if found is None:
+                self._record(conn, AccessRecord("vread", res_type, "denied", [ref], detail="not found"))
+                raise FhirError.of(404, "not-found", f"{ref} is not known")
+            self._record(conn, AccessRecord("vread", res_type, "allowed", [ref], _pat(found)))
+        if found.deleted:
+            raise FhirError.of(410, "deleted", f"{ref} is a deletion")
+        return found
+
+    def search(self, res_type: str, pairs: list[tuple[str, str]], *, lenient: bool = False) -> SearchResult:
+        check_type(res_type)
+        req = parse_search(res_type, pairs, lenient=lenient)
+        return self.run_search(req)
+
+    def run_search(self, req: SearchRequest) -> SearchResult:
+        ctx = BuildContext(self.base_url, now_us())
+        with self.write_tx() as conn:
+            page = builder.run(conn, req, ctx, self._filter)
+            included = include.resolve(conn, req, page.rows, self._filter)
+            everything = page.rows + included
+            self._record(
+                conn,
+                AccessRecord(
+                    "search",
+                    req.res_type,
+                    "allowed",
+                    [f"{s.res_type}/{s.res_id}" for s in everything],
+                    sorted({s.patient for s in everything if s.patient}),
+                    detail=_query_text(req),
+                ),
+            )
+        return SearchResult(req, page, included)
+
+    def history(
+        self,
+        res_type: str | None,
+        res_id: str | None,
+        *,
+        count: int = 50,
+        since_us: int | None = None,
+        cursor: str | None = None,
+    ) -> HistoryResult:
+        """Versions newest first. Paging is keyset on (last_updated, rid, version)."""
+        if res_type:
+            check_type(res_type)
+        count = max(1, min(count, 1000))
+        after = decode(cursor) if cursor else None
+        selects = []
+        for table, deleted_col in ((resource, resource.c.deleted), (resource_history, resource_history.c.deleted)):
+            conds = []
+            if res_type:
+                conds.append(table.c.res_type == res_type)
+            if res_id:
+                conds.append(table.c.res_id == res_id)
+            if since_us is not None:
+                conds.append(table.c.last_updated >= since_us)
+            extra = self._filter(res_type or "*", table)
+            if extra is not None:
+                conds.append(extra)
+            selects.append(
+                select(
+                    table.c.rid,
+                    table.c.res_type,
+                    table.c.res_id,
+                    table.c.version,
+                    table.c.patient,
+                    table.c.last_updated,
+                    deleted_col.label("deleted"),
+                    table.c.content,
+                    literal(0).label("_k"),
+                ).where(and_(*conds) if conds else literal(True))
+            )
+        u = union_all(*selects).subquery("h")
+        q = select(u)
+        if after is not None:
+            lu, rid, ver = after.keys
+            q = q.where(
+                (u.c.last_updated < lu)
+                | ((u.c.last_updated == lu) & (u.c.rid < rid))
+                | ((u.c.last_updated == lu) & (u.c.rid == rid) & (u.c.version < ver))
+            )
+        q = q.order_by(u.c.last_updated.desc(), u.c.rid.desc(), u.c.version.desc()).limit(count + 1)
+        with self.write_tx() as conn:
+            rows = [_history_row(r) for r in conn.execute(q)]
+            more = len(rows) > count
+            rows = rows[:count]
+            if res_id and not rows and after is None:
+                self._record(conn, AccessRecord("history", res_type, "denied", [f"{res_type}/{res_id}"]))
+                raise not_found(res_type or "", res_id)
+            self._record(
+                conn,
+                AccessRecord(
+                    "history",
+                    res_type,
+                    "allowed",
+                    [s.location for s in rows],
+                    sorted({s.patient for s in rows if s.patient}),
+                ),
+            )
+        nxt = (rows[-1].last_updated, rows[-1].rid, rows[-1].version) if more else None
+        return HistoryResult(rows, nxt)
+
+    # -- writes -------------------------------------------------------------------------------
+    def create(self, res: dict[str, Any], *, if_none_exist: str | None = None) -> WriteResult:
+        res_type = _type_of(res)
+        self.access.check_write("create", res_type, res)
+        with self.write_tx() as conn:
+            if if_none_exist:
+                matches = self._match(conn, res_type, if_none_exist)
+                if len(matches) > 1:
+                    raise FhirError.of(412, "multiple-matches", f"If-None-Exist matched {len(matches)} resources")
+                if matches:
+                    return WriteResult(matches[0], created=False, changed=False)
+            result = Writer(conn).put(res, new_id())
+            self._record(
+                conn, AccessRecord("create", res_type, "allowed", [result.stored.location], _pat(result.stored))
+            )
+            return result
+
+    def update(self, res: dict[str, Any], res_id: str, *, if_match: int | None = None) -> WriteResult:
+        res_type = _type_of(res)
+        if res.get("id") not in (None, res_id):
+            raise invalid(f"resource id '{res.get('id')}' does not match the URL id '{res_id}'", f"{res_type}.id")
+        self.access.check_write("update", res_type, res)
+        with self.write_tx() as conn:
+            result = Writer(conn).put(res, res_id, expected_version=if_match)
+            self._record(
+                conn, AccessRecord("update", res_type, "allowed", [result.stored.location], _pat(result.stored))
+            )
+            return result
+
+    def conditional_update(self, res: dict[str, Any], query: str) -> WriteResult:
+        res_type = _type_of(res)
+        self.access.check_write("update", res_type, res)
+        with self.write_tx() as conn:
+            matches = self._match(conn, res_type, query)
+            if len(matches) > 1:
+                raise FhirError.of(412, "multiple-matches", f"the condition matched {len(matches)} resources")
+            if matches:
+                res_id = matches[0].res_id
+                if res.get("id") not in (None, res_id):
+                    raise invalid("resource id does not match the resource the condition found", f"{res_type}.id")
+            else:
+                res_id = res.get("id") or new_id()
+            result = Writer(conn).put(res, res_id)
+            self._record(
+                conn, AccessRecord("update", res_type, "allowed", [result.stored.location], _pat(result.stored))
+            )
+            return result
+
+    def delete(self, res_type: str, res_id: str) -> WriteResult | None:
+        check_type(res_type)
+        self.access.check_write("delete", res_type, None)
+        with self.write_tx() as conn:
+            result = Writer(conn).delete(res_type, res_id)
+            self._record(conn, AccessRecord("delete", res_type, "allowed", [f"{res_type}/{res_id}"]))
+            return result
+
+    def _match(self, conn: Connection, res_type: str, query: str) -> list[Stored]:
+        from urllib.parse import parse_qsl
+
+        pairs = parse_qsl(query.split("?", 1)[-1], keep_blank_values=True)
+        if not pairs:
+            raise invalid("a conditional operation needs search parameters")
+        req = parse_search(res_type, pairs)
+        req.count = 2
+        req.total = "none"
+        page = builder.run(conn, req, BuildContext(self.base_url, now_us()), lambda _t, _r: None)
+        return page.rows
+
+
+def _type_of(res: Any) -> str:
+    if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+        raise invalid("the body is not a FHIR resource (no resourceType)")
+    check_type(res["resourceType"])
+    return res["resourceType"]
+
+
+def _pat(s: Stored) -> list[str]:
+    return [s.patient] if s.patient else []
+
+
+def _history_row(row: Any) -> Stored:
+    return row_to_stored(row)
+
+
+def _query_text(req: SearchRequest) -> str:
+    return "&".join(f"{k}={v}" for k, v in req.pairs)[:2000]

@@ -1,0 +1,141 @@
+"""Tables of the FHIR store.
+
+`resource` holds the current version of every resource, `resource_history` every earlier one, so each
+version is stored exactly once. The search index is extracted at write time into one table per
+search-parameter type. Every row carries `patient` (the Patient id of the compartment it belongs to),
+so one index finds everything a patient has and the schema can be distributed by patient
+(docs/distribution.md).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite only makes INTEGER PRIMARY KEY an alias of the rowid; BIGINT keeps PostgreSQL at 64 bits.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+resource = Table(
+    "resource",
+    metadata,
+    Column("rid", RowId, primary_key=True, autoincrement=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("patient", String(64)),
+    Column("last_updated", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", LargeBinary, nullable=False),  # the resource as UTF-8 JSON
+    UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),
+)
+Index("ix_resource_patient", resource.c.patient, resource.c.res_type, resource.c.rid)
+Index("ix_resource_type_updated", resource.c.res_type, resource.c.last_updated, resource.c.rid)
+
+resource_history = Table(
+    "resource_history",
+    metadata,
+    Column("rid", BigInteger, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("patient", String(64)),
+    Column("last_updated", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", LargeBinary, nullable=False),
+)
+Index("ix_history_type_updated", resource_history.c.res_type, resource_history.c.last_updated)
+Index("ix_history_patient", resource_history.c.patient, resource_history.c.res_type)
+
+
+def _index_table(name: str, *columns: Column) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("rid", BigInteger, nullable=False),
+        Column("res_type", String(64), nullable=False),
+        Column("patient", String(64)),
+        Column("param", String(100), nullable=False),
+        *columns,
+    )
+
+
+idx_token = _index_table(
+    "idx_token",
+    Column("system", String(255)),
+    Column("code", String(255)),
+    Column("text", Text),
+)
+Index("ix_token_lookup", idx_token.c.res_type, idx_token.c.param, idx_token.c.code, idx_token.c.system)
+Index("ix_token_patient", idx_token.c.patient, idx_token.c.param, idx_token.c.code)
+Index("ix_token_rid", idx_token.c.rid)
+
+idx_string = _index_table(
+    "idx_string",
+    Column("norm", String(255), nullable=False),
+    Column("exact", Text, nullable=False),
+)
+Index("ix_string_lookup", idx_string.c.res_type, idx_string.c.param, idx_string.c.norm)
+Index("ix_string_rid", idx_string.c.rid)
+
+idx_date = _index_table(
+    "idx_date",
+    Column("low", BigInteger, nullable=False),
+    Column("high", BigInteger, nullable=False),
+)
+Index("ix_date_lookup", idx_date.c.res_type, idx_date.c.param, idx_date.c.low)
+Index("ix_date_rid", idx_date.c.rid, idx_date.c.param)
+Index("ix_date_patient", idx_date.c.patient, idx_date.c.res_type, idx_date.c.param, idx_date.c.high)
+
+idx_reference = _index_table(
+    "idx_reference",
+    Column("target_type", String(64)),
+    Column("target_id", String(64)),
+    Column("ident_system", String(255)),
+    Column("ident_value", String(255)),
+    Column("url", Text),
+)
+Index("ix_reference_target", idx_reference.c.target_id, idx_reference.c.target_type, idx_reference.c.param)
+Index("ix_reference_ident", idx_reference.c.ident_value, idx_reference.c.param)
+Index("ix_reference_rid", idx_reference.c.rid)
+
+idx_quantity = _index_table(
+    "idx_quantity",
+    Column("value", Float, nullable=False),
+    Column("system", String(255)),
+    Column("code", String(64)),
+    Column("unit", String(64)),
+)
+Index("ix_quantity_lookup", idx_quantity.c.res_type, idx_quantity.c.param, idx_quantity.c.value)
+Index("ix_quantity_rid", idx_quantity.c.rid)
+
+idx_number = _index_table("idx_number", Column("value", Float, nullable=False))
+Index("ix_number_lookup", idx_number.c.res_type, idx_number.c.param, idx_number.c.value)
+Index("ix_number_rid", idx_number.c.rid)
+
+idx_uri = _index_table("idx_uri", Column("value", Text, nullable=False))
+Index("ix_uri_lookup", idx_uri.c.res_type, idx_uri.c.param, idx_uri.c.value)
+Index("ix_uri_rid", idx_uri.c.rid)
+
+INDEX_TABLES = {
+    "token": idx_token,
+    "string": idx_string,
+    "date": idx_date,
+    "reference": idx_reference,
+    "quantity": idx_quantity,
+    "number": idx_number,
+    "uri": idx_uri,
+}

@@ -1,0 +1,47 @@
+"""Shared pieces of the per-type predicate builders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, Table, and_, false, not_, or_, select
+
+from kjerne.store.search.request import Clause
+
+
+@dataclass(slots=True)
+class BuildContext:
+    base_url: str
+    now_us: int
+
+
+def like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def index_subquery(table: Table, res_type: str, param: str, cond: ColumnElement[bool] | None) -> Select[Any]:
+    where = [table.c.res_type == res_type, table.c.param == param]
+    if cond is not None:
+        where.append(cond)
+    return select(table.c.rid).where(and_(*where))
+
+
+def any_of(conds: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    if not conds:
+        return false()
+    return conds[0] if len(conds) == 1 else or_(*conds)
+
+
+def membership(
+    rid: ColumnElement[Any], table: Table, res_type: str, clause: Clause, conds: list[ColumnElement[bool]]
+) -> ColumnElement[bool]:
+    """rid IN (index rows of this param matching any value); :missing and :not handled here."""
+    code = clause.param.code
+    if clause.modifier == "missing":
+        has = rid.in_(index_subquery(table, res_type, code, None))
+        return not_(has) if clause.values[0] == "true" else has
+    matched = rid.in_(index_subquery(table, res_type, code, any_of(conds)))
+    if clause.modifier == "not":
+        return not_(matched)
+    return matched

@@ -1,0 +1,199 @@
+"""The write path: validate, resolve identities, version, store once, index."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, and_, delete, insert, select, update
+
+from kjerne.fhir.outcome import FhirError, Issue
+from kjerne.fhir.validation import validate
+from kjerne.store.clock import now_us, us_to_instant
+from kjerne.store.identity import resolve_person_references
+from kjerne.store.indexing import IndexRows, extract
+from kjerne.store.records import Stored, row_to_stored
+from kjerne.store.schema import INDEX_TABLES, resource, resource_history
+
+# The params whose Patient reference puts a resource in that patient's compartment, in order of preference.
+COMPARTMENT_PARAMS = ("patient", "subject", "beneficiary", "individual", "who")
+_STRING_MAX = 255
+
+
+@dataclass(slots=True)
+class WriteResult:
+    stored: Stored
+    created: bool
+    changed: bool = True
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _strip_meta(res: dict[str, Any]) -> dict[str, Any]:
+    out = dict(res)
+    meta = dict(out.get("meta") or {})
+    meta.pop("versionId", None)
+    meta.pop("lastUpdated", None)
+    if meta:
+        out["meta"] = meta
+    else:
+        out.pop("meta", None)
+    return out
+
+
+def _validate_or_raise(res: dict[str, Any]) -> None:
+    issues = validate(res)
+    errors = [i for i in issues if i.severity in ("error", "fatal")]
+    if errors:
+        raise FhirError(400, errors)
+
+
+def patient_of(res: dict[str, Any], rows: IndexRows) -> str | None:
+    if res.get("resourceType") == "Patient":
+        return res.get("id")
+    for param in COMPARTMENT_PARAMS:
+        for ref in rows.references:
+            if ref[0] == param and ref[1] == "Patient" and ref[2]:
+                return ref[2]
+    return None
+
+
+def current(conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Stored | None:
+    q = select(resource).where(and_(resource.c.res_type == res_type, resource.c.res_id == res_id))
+    if for_update and conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    row = conn.execute(q).first()
+    return row_to_stored(row) if row else None
+
+
+class Writer:
+    """Writes versions inside a caller-owned transaction."""
+
+    def __init__(self, conn: Connection, *, validate_input: bool = True) -> None:
+        self.conn = conn
+        self.validate_input = validate_input
+        self._patients: dict[tuple[str, str], str] = {}
+
+    def _create_patient(self, res: dict[str, Any]) -> str:
+        return self.put(res, res["id"]).stored.res_id
+
+    def put(
+        self,
+        res: dict[str, Any],
+        res_id: str,
+        *,
+        expected_version: int | None = None,
+        must_not_exist: bool = False,
+    ) -> WriteResult:
+        """Create or update `res` under `res_id`. A stale `expected_version` gets 412."""
+        res_type = res["resourceType"]
+        res = copy.deepcopy(res)
+        res["id"] = res_id
+        if self.validate_input:
+            _validate_or_raise(res)
+        resolve_person_references(self.conn, res, self._create_patient, self._patients)
+        existing = current(self.conn, res_type, res_id, for_update=True)
+        if existing is not None and must_not_exist and not existing.deleted:
+            raise FhirError.of(409, "duplicate", f"{res_type}/{res_id} exists already")
+        if expected_version is not None:
+            have = existing.version if existing and not existing.deleted else 0
+            if have != expected_version:
+                raise FhirError(
+                    412,
+                    [Issue("conflict", f"version {expected_version} is not current ({have} is)")],
+                )
+        if existing is not None and not existing.deleted and _strip_meta(existing.resource()) == _strip_meta(res):
+            return WriteResult(existing, created=False, changed=False)
+        return self._store(res_type, res_id, res, existing, deleted=False)
+
+    def delete(self, res_type: str, res_id: str) -> WriteResult | None:
+        existing = current(self.conn, res_type, res_id, for_update=True)
+        if existing is None or existing.deleted:
+            return None
+        tombstone = {"resourceType": res_type, "id": res_id}
+        return self._store(res_type, res_id, tombstone, existing, deleted=True)
+
+    def _store(
+        self, res_type: str, res_id: str, res: dict[str, Any], existing: Stored | None, *, deleted: bool
+    ) -> WriteResult:
+        now = now_us()
+        version = existing.version + 1 if existing else 1
+        meta = dict(res.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = us_to_instant(now)
+        res["meta"] = meta
+        rows = IndexRows([], [], [], [], [], [], []) if deleted else extract(res)
+        patient = (existing.patient if existing else None) if deleted else patient_of(res, rows)
+        content = orjson.dumps(res)
+        conn = self.conn
+        if existing is None:
+            rid = conn.execute(
+                insert(resource).values(
+                    res_type=res_type,
+                    res_id=res_id,
+                    version=version,
+                    patient=patient,
+                    last_updated=now,
+                    deleted=deleted,
+                    content=content,
+                )
+            ).inserted_primary_key[0]
+        else:
+            rid = existing.rid
+            conn.execute(
+                insert(resource_history).values(
+                    rid=rid,
+                    version=existing.version,
+                    res_type=res_type,
+                    res_id=res_id,
+                    patient=existing.patient,
+                    last_updated=existing.last_updated,
+                    deleted=existing.deleted,
+                    content=existing.content,
+                )
+            )
+            done = conn.execute(
+                update(resource)
+                .where(and_(resource.c.rid == rid, resource.c.version == existing.version))
+                .values(version=version, patient=patient, last_updated=now, deleted=deleted, content=content)
+            )
+            if done.rowcount != 1:
+                raise FhirError.of(409, "conflict", f"{res_type}/{res_id} was changed by another request")
+            for table in INDEX_TABLES.values():
+                conn.execute(delete(table).where(table.c.rid == rid))
+        self._write_index(rid, res_type, patient, rows)
+        stored = Stored(rid, res_type, res_id, version, now, deleted, patient, content)
+        return WriteResult(stored, created=existing is None or existing.deleted)
+
+    def _write_index(self, rid: int, res_type: str, patient: str | None, rows: IndexRows) -> None:
+        base = {"rid": rid, "res_type": res_type, "patient": patient}
+        batches: dict[str, list[dict[str, Any]]] = {
+            "token": [{**base, "param": p, "system": s, "code": c, "text": t} for p, s, c, t in rows.tokens],
+            "string": [{**base, "param": p, "norm": n[:_STRING_MAX], "exact": e} for p, n, e in rows.strings],
+            "date": [{**base, "param": p, "low": lo, "high": hi} for p, lo, hi in rows.dates],
+            "reference": [
+                {
+                    **base,
+                    "param": p,
+                    "target_type": tt,
+                    "target_id": ti,
+                    "ident_system": isys,
+                    "ident_value": ival,
+                    "url": url,
+                }
+                for p, tt, ti, isys, ival, url in rows.references
+            ],
+            "quantity": [
+                {**base, "param": p, "value": v, "system": s, "code": c, "unit": u} for p, v, s, c, u in rows.quantities
+            ],
+            "number": [{**base, "param": p, "value": v} for p, v in rows.numbers],
+            "uri": [{**base, "param": p, "value": v} for p, v in rows.uris],
+        }
+        for kind, batch in batches.items():
+            if batch:
+                self.conn.execute(insert(INDEX_TABLES[kind]), batch)
