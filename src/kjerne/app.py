@@ -43,6 +43,29 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def smart_configuration(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    return JSONResponse(
+        {
+            "issuer": settings.public_base() + "/dev-issuer" if settings.dev else None,
+            "jwks_uri": settings.public_base() + "/dev-issuer/jwks" if settings.dev else None,
+            "grant_types_supported": ["client_credentials", "authorization_code"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "scopes_supported": [
+                "patient/*.read",
+                "user/*.read",
+                "system/*.write",
+                "user/Consent.write",
+                "patient/Consent.write",
+                "patient/AuditEvent.read",
+                "system/AuditEvent.read",
+            ],
+            "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+            "code_challenge_methods_supported": ["S256"],
+        }
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -52,16 +75,27 @@ def create_app(
     settings = settings or Settings.from_env()
     engine = engine or make_engine(settings.db_url)
 
-    def default_factory(request: Request) -> Repository:
-        return Repository(engine, base_url=settings.fhir_base())
+    routes = [
+        Route("/health", health),
+        Route("/.well-known/smart-configuration", smart_configuration),
+        Mount("/fhir", routes=fhir_routes.routes),
+    ]
+    if repository_factory is None:
+        from kjerne.api.auth import Gate, build_verifier, dev_issuer
+
+        gate = Gate(engine, build_verifier(settings), settings.fhir_base())
+        repository_factory = gate.repository
+        if settings.dev:
+            jwks = dev_issuer(settings).jwks()
+            routes.append(Route("/dev-issuer/jwks", lambda request: JSONResponse(jwks)))
 
     app = Starlette(
-        routes=[Route("/health", health), Mount("/fhir", routes=fhir_routes.routes)],
+        routes=routes,
         exception_handlers={FhirError: _fhir_error, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.repository_factory = repository_factory or default_factory
+    app.state.repository_factory = repository_factory
     return app
 
 

@@ -95,6 +95,47 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 1 if summary.rejected else 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    from kjerne.api.auth import dev_issuer
+
+    dev = dev_issuer(_settings(args))
+    try:
+        if args.kind == "citizen":
+            print(dev.citizen_token(args.pid))
+        elif args.kind == "practitioner":
+            print(
+                dev.practitioner_token(
+                    hpr=args.hpr,
+                    pid=args.pid,
+                    org=args.org,
+                    child_org=args.child_org,
+                    purpose=args.purpose,
+                    patients=args.patient,
+                    name=args.name,
+                )
+            )
+        else:
+            print(dev.system_token(org=args.org, scope=args.scope))
+    except ValueError as exc:
+        print(f"kjerne token: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from kjerne.audit.log import verify
+    from kjerne.store.db import make_engine
+
+    result = verify(make_engine(_settings(args).db_url))
+    if result.ok:
+        print(f"audit log intact: {result.checked} entries verified")
+        return 0
+    print(
+        f"audit log BROKEN at entry {result.broken_at}: {result.reason} ({result.checked} entries before it verified)"
+    )
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kjerne", description="Kjerne national health-data sharing services")
     sub = p.add_subparsers(dest="command", required=True)
@@ -126,6 +167,29 @@ def build_parser() -> argparse.ArgumentParser:
     db_flag(sp)
     sp.add_argument("paths", nargs="+")
     sp.set_defaults(func=cmd_import)
+
+    sp = sub.add_parser("token", help="print a signed token from the built-in development issuer")
+    tsub = sp.add_subparsers(dest="kind", required=True)
+    t = tsub.add_parser("citizen", help="a citizen at security level 4")
+    t.add_argument("--pid", required=True, help="the citizen's fødselsnummer")
+    t = tsub.add_parser("practitioner", help="health personnel with a tillitsrammeverk attestation")
+    t.add_argument("--hpr", required=True)
+    t.add_argument("--pid", required=True, help="the practitioner's own fødselsnummer")
+    t.add_argument("--org", required=True, help="legal entity organisation number")
+    t.add_argument("--child-org", help="point of care organisation number")
+    t.add_argument("--purpose", default="TREAT", choices=["TREAT", "ETREAT", "COC", "BTG"])
+    t.add_argument("--patient", action="append", required=True, help="an attested patient's fødselsnummer")
+    t.add_argument("--name")
+    t = tsub.add_parser("system", help="a producer or platform client")
+    t.add_argument("--org", required=True)
+    t.add_argument("--scope", default="system/*.write")
+    sp.set_defaults(func=cmd_token)
+
+    sp = sub.add_parser("audit", help="the audit log")
+    asub = sp.add_subparsers(dest="audit_command", required=True)
+    v = asub.add_parser("verify", help="check the hash chain; report the first broken link")
+    db_flag(v)
+    v.set_defaults(func=cmd_audit_verify)
     return p
 
 

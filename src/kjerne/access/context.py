@@ -22,6 +22,8 @@ class AccessRecord:
     patients: list[str] = field(default_factory=list)
     detail: str | None = None
     withheld: str | None = None  # Specific | General | Reservation when something was held back
+    override: bool = False  # a restriction was overridden (emergency or declared consent)
+    reason: str | None = None  # the written reason given for emergency access
 
 
 class AccessContext(Protocol):
@@ -33,6 +35,12 @@ class AccessContext(Protocol):
 
     def record(self, conn: Any, rec: AccessRecord) -> None:
         """Write the audit entry for an access attempt, inside the caller's transaction."""
+
+    def guard(self, resource: dict[str, Any], existing: Any) -> None:
+        """Called by the writer for each version about to be stored (existing: the live Stored or None)."""
+
+    def not_visible(self, res_type: str, res_id: str) -> Any:
+        """The FhirError for a resource that does not exist or that this caller may not see."""
 
 
 class Unrestricted:
@@ -46,6 +54,14 @@ class Unrestricted:
 
     def record(self, conn: Any, rec: AccessRecord) -> None:
         return None
+
+    def guard(self, resource: dict[str, Any], existing: Any) -> None:
+        return None
+
+    def not_visible(self, res_type: str, res_id: str) -> Any:
+        from kjerne.fhir.outcome import not_found
+
+        return not_found(res_type, res_id)
 
 
 UNRESTRICTED = Unrestricted()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -17,6 +18,37 @@ from kjerne.store.records import Stored
 from kjerne.store.repository import Repository
 from kjerne.store.search.request import parse as parse_search
 from kjerne.store.writer import WriteResult
+
+
+def scope_to_person(
+    repo: Repository, res_type: str, pairs: list[tuple[str, str]], person_id: str | None
+) -> list[tuple[str, str]]:
+    """The `person-id` header names the patient without putting the national id in the URL."""
+    policy = repo.access
+    named = [
+        v.split("/", 1)[1]
+        for k, value in pairs
+        if k.split(":", 1)[0] in ("patient", "subject") and "." not in k
+        for v in value.split(",")
+        if v.startswith("Patient/")
+    ]
+    if named and hasattr(policy, "check_patient_ids"):
+        policy.check_patient_ids(named)
+    if person_id is None:
+        return pairs
+    if not hasattr(policy, "patients_for"):
+        raise invalid("person-id is not accepted here")
+    ids = policy.patients_for(person_id.strip()) or ["unknown-person"]
+    if res_type == "Patient":
+        return [*pairs, ("_id", ",".join(ids))]
+    from kjerne.fhir.searchparams import registry
+
+    param = (
+        "patient" if registry().get(res_type, "patient") else "subject" if registry().get(res_type, "subject") else None
+    )
+    if param is None:
+        raise invalid(f"{res_type} has no patient to scope by person-id")
+    return [*pairs, (param, ",".join(f"Patient/{i}" for i in ids))]
 
 
 def repo_for(request: Request) -> Repository:
@@ -68,11 +100,11 @@ async def search(request: Request) -> FhirResponse:
     pairs = _search_pairs(request)
     if request.method == "POST":
         pairs += await form_pairs(request, settings(request).max_body_bytes)
-    repo = repo_for(request)
-    result = repo.search(
-        res_type, repo.scope_pairs(res_type, pairs) if hasattr(repo, "scope_pairs") else pairs, lenient=lenient(request)
-    )
-    return FhirResponse(search_bundle(result, base_url(request), res_type, getattr(repo, "withheld_outcome", None)))
+    repo = await run_in_threadpool(repo_for, request)
+    pairs = scope_to_person(repo, res_type, pairs, request.headers.get("person-id"))
+    result = await run_in_threadpool(repo.search, res_type, pairs, lenient=lenient(request))
+    withheld = getattr(repo.access, "withheld_outcome", None)
+    return FhirResponse(search_bundle(result, base_url(request), res_type, withheld() if withheld else None))
 
 
 async def type_root(request: Request) -> FhirResponse:
@@ -82,33 +114,35 @@ async def type_root(request: Request) -> FhirResponse:
     body = await json_body(request, settings(request).max_body_bytes)
     if body.get("resourceType") != res_type:
         raise invalid(f"the body is a {body.get('resourceType')!r}, the URL says {res_type}", "resourceType")
-    repo = repo_for(request)
+    repo = await run_in_threadpool(repo_for, request)
     if request.method == "POST":
-        result = repo.create(body, if_none_exist=request.headers.get("if-none-exist"))
+        result = await run_in_threadpool(repo.create, body, if_none_exist=request.headers.get("if-none-exist"))
         return _written(request, result, base_url(request))
     # PUT on the type: conditional update
     query = str(request.url.query)
     if not query:
         raise invalid("conditional update needs search parameters, e.g. ?identifier=system|value")
     parse_search(res_type, list(request.query_params.multi_items()))
-    result = repo.conditional_update(body, query)
+    result = await run_in_threadpool(repo.conditional_update, body, query)
     return _written(request, result, base_url(request))
 
 
 async def instance(request: Request) -> FhirResponse:
     res_type, res_id = request.path_params["type"], request.path_params["id"]
-    repo = repo_for(request)
+    if request.method == "PUT":
+        body = await json_body(request, settings(request).max_body_bytes)
+    repo = await run_in_threadpool(repo_for, request)
     if request.method == "GET":
-        s = repo.read(res_type, res_id)
+        s = await run_in_threadpool(repo.read, res_type, res_id)
         return FhirResponse(s.content, headers=_headers(s))
     if request.method == "DELETE":
-        repo.delete(res_type, res_id)
+        await run_in_threadpool(repo.delete, res_type, res_id)
         return FhirResponse(b"", status_code=204)
-    body = await json_body(request, settings(request).max_body_bytes)
     if body.get("resourceType") != res_type:
         raise invalid(f"the body is a {body.get('resourceType')!r}, the URL says {res_type}", "resourceType")
     if_match = request.headers.get("if-match")
-    result = repo.update(body, res_id, if_match=_etag_version(if_match) if if_match else None)
+    version = _etag_version(if_match) if if_match else None
+    result = await run_in_threadpool(repo.update, body, res_id, if_match=version)
     return _written(request, result, base_url(request))
 
 
@@ -117,7 +151,8 @@ async def vread(request: Request) -> FhirResponse:
     vid = p["vid"]
     if not vid.isdigit():
         raise FhirError.of(404, "not-found", f"version '{vid}' is not known")
-    s = repo_for(request).vread(p["type"], p["id"], int(vid))
+    repo = await run_in_threadpool(repo_for, request)
+    s = await run_in_threadpool(repo.vread, p["type"], p["id"], int(vid))
     return FhirResponse(s.content, headers=_headers(s))
 
 
@@ -174,21 +209,75 @@ async def history(request: Request) -> FhirResponse:
     count = q.get("_count", "50")
     if not count.isdigit():
         raise invalid("_count must be a non-negative integer", "_count")
-    result = repo_for(request).history(
-        p.get("type"), p.get("id"), count=int(count), since_us=since, cursor=q.get("_cursor")
+    repo = await run_in_threadpool(repo_for, request)
+    result = await run_in_threadpool(
+        repo.history, p.get("type"), p.get("id"), count=int(count), since_us=since, cursor=q.get("_cursor")
     )
     return FhirResponse(_history_bundle(request, result.rows, result.next_since))
 
 
 async def system_root(request: Request) -> FhirResponse:
     body = await json_body(request, settings(request).max_body_bytes)
-    return FhirResponse(BundleProcessor(repo_for(request)).process(body))
+    repo = await run_in_threadpool(repo_for, request)
+    return FhirResponse(await run_in_threadpool(BundleProcessor(repo).process, body))
+
+
+async def audit_log(request: Request) -> FhirResponse:
+    from kjerne.audit.reader import read_log
+
+    q = request.query_params
+    unknown = [k for k in q if k not in ("patient", "_count", "_cursor", "date")]
+    if unknown and not lenient(request):
+        raise invalid(f"AuditEvent search supports patient, date and _count; not {', '.join(unknown)}", unknown[0])
+    repo = await run_in_threadpool(repo_for, request)
+    patients = None
+    if q.get("patient"):
+        patients = [v.removeprefix("Patient/") for v in q["patient"].split(",")]
+    count = q.get("_count", "50")
+    if not count.isdigit():
+        raise invalid("_count must be a non-negative integer", "_count")
+    before = q.get("_cursor")
+    if before is not None and not before.isdigit():
+        raise invalid("_cursor is not a cursor this server issued", "_cursor")
+    since = None
+    if q.get("date"):
+        from kjerne.store.indexing import date_range
+
+        raw = q["date"].removeprefix("ge").replace(" ", "+")
+        try:
+            since = date_range(raw)[0]
+        except ValueError as exc:
+            raise invalid("date takes ge<date>", "date") from exc
+    events, more = await run_in_threadpool(
+        read_log,
+        repo,
+        patients,
+        count=min(int(count), 1000),
+        before_seq=int(before) if before else None,
+        since_us=since,
+    )
+    base = base_url(request)
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [{"relation": "self", "url": str(request.url)}],
+        "entry": [
+            {"fullUrl": f"{base}/AuditEvent/{e['id']}", "resource": e, "search": {"mode": "match"}} for e in events
+        ],
+    }
+    if more is not None:
+        from urllib.parse import urlencode
+
+        pairs = [(k, v) for k, v in q.multi_items() if k != "_cursor"] + [("_cursor", str(more))]
+        bundle["link"].append({"relation": "next", "url": f"{base}/AuditEvent?{urlencode(pairs)}"})
+    return FhirResponse(bundle)
 
 
 routes = [
     Route("/metadata", metadata, methods=["GET"]),
     Route("/", system_root, methods=["POST"]),
     Route("/_history", history, methods=["GET"]),
+    Route("/AuditEvent", audit_log, methods=["GET"]),
     Route("/{type}/_search", search, methods=["POST"]),
     Route("/{type}/_history", history, methods=["GET"]),
     Route("/{type}/{id}/_history/{vid}", vread, methods=["GET"]),

@@ -93,7 +93,12 @@ ARCHETYPES: tuple[_Archetype, ...] = (
 )
 
 _REGION_WEIGHTS = (("oslo", 0.4), ("drammen", 0.3), ("hamar", 0.3))
-_AGE_BANDS = (((0, 17), 0.15), ((18, 39), 0.22), ((40, 64), 0.33), ((65, 95), 0.30))
+# Age bands are dealt in a fixed rotation rather than drawn, so even a small data set has infants,
+# children, adults and the very old. Every fifth citizen is someone in home follow-up.
+_AGE_ROTATION = ((40, 64), (65, 94), (18, 39), (0, 2), (40, 64), (65, 94), (3, 17), (18, 39), (40, 64),
+                 (80, 94), (18, 39), (40, 64), (65, 94), (3, 17), (40, 64), (18, 39), (65, 79), (40, 64))
+_FOLLOWUP_SLOT = 5
+_FOLLOWUP_WEIGHTS = (("heart_failure", 0.3), ("copd", 0.3), ("diabetes", 0.25), ("hypertension", 0.15))
 
 
 def _condition_odds(age: int, sex: str) -> dict[str, float]:
@@ -110,7 +115,7 @@ def _condition_odds(age: int, sex: str) -> dict[str, float]:
     }
 
 
-_FOLLOWUP_ODDS = (("heart_failure", 0.75), ("copd", 0.7), ("diabetes", 0.35), ("hypertension", 0.2))
+_FOLLOWUP_ODDS = (("heart_failure", 0.6), ("copd", 0.5), ("diabetes", 0.2), ("hypertension", 0.1))
 
 
 def _pick_name(rng: random.Random, gender: str, born: dt.date) -> str:
@@ -152,11 +157,12 @@ def plan_persons(seed: int, count: int) -> tuple[PersonPlan, ...]:
     plans: list[PersonPlan] = []
     for index in range(count):
         arche = ARCHETYPES[index] if index < len(ARCHETYPES) else None
+        followup_slot = arche is None and index % _FOLLOWUP_SLOT == 2
         if arche:
             gender, age, region, place = arche.gender, arche.age, arche.region, arche.place
         else:
             gender = rng.choice(("female", "male"))
-            (lo, hi), = rng.choices([band for band, _ in _AGE_BANDS], [w for _, w in _AGE_BANDS])
+            lo, hi = (50, 92) if followup_slot else _AGE_ROTATION[index % len(_AGE_ROTATION)]
             age = rng.randint(lo, hi)
             region = rng.choices([r for r, _ in _REGION_WEIGHTS], [w for _, w in _REGION_WEIGHTS])[0]
             place = rng.choice(cat.REGIONS[region].places)
@@ -178,7 +184,12 @@ def plan_persons(seed: int, count: int) -> tuple[PersonPlan, ...]:
         else:
             odds = _condition_odds(age, sex)
             conditions = tuple(c for c, p in odds.items() if rng.random() < p)
-            followup = next((c for c, p in _FOLLOWUP_ODDS if c in conditions and rng.random() < p), None)
+            if followup_slot:
+                followup = rng.choices([c for c, _ in _FOLLOWUP_WEIGHTS], [w for _, w in _FOLLOWUP_WEIGHTS])[0]
+                if followup not in conditions:
+                    conditions = tuple(c for c in odds if c in conditions or c == followup)
+            else:
+                followup = next((c for c, p in _FOLLOWUP_ODDS if c in conditions and rng.random() < p), None)
             imaging = _imaging(rng, age, conditions)
         plans.append(PersonPlan(
             index=index, given=given, family=family, gender=gender, born=born, fnr=fnr, region=region,

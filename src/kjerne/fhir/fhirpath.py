@@ -85,7 +85,7 @@ def _unescape(body: str) -> str:
         ch = body[i]
         if ch == "\\" and i + 1 < len(body):
             nxt = body[i + 1]
-            if nxt == "u" and i + 5 < len(body) + 1:
+            if nxt == "u" and i + 6 <= len(body):
                 try:
                     out.append(chr(int(body[i + 2 : i + 6], 16)))
                 except ValueError as exc:
@@ -225,10 +225,8 @@ class _Parser:
                     kind = "ident"  # `.as(T)`, `.is(T)`, `.contains(x)` are function calls
                 if kind != "ident":
                     raise FhirPathError(f"expected a name after '.', found {name!r} in {self.text!r}")
-                if self.peek() == ("op", "("):
-                    node = ("call", node, name, self.arguments())
-                else:
-                    node = ("member", node, name)
+                is_call = self.peek() == ("op", "(")
+                node = ("call", node, name, self.arguments()) if is_call else ("member", node, name)
             elif kind == "op" and val == "[":
                 self.take()
                 index = self.expr(0)
@@ -494,10 +492,23 @@ def _equivalent(a: Any, b: Any) -> bool:
 
 
 def _dedupe(items: list[Any]) -> list[Any]:
+    """Union semantics: drop repeats, keeping first occurrences in order."""
+    if len(items) < 2:
+        return items
     out: list[Any] = []
+    seen: set[tuple[type, Any]] = set()
+    complex_seen: list[Any] = []
     for it in items:
-        if not any(it is o or _equal(it, o) for o in out):
-            out.append(it)
+        if isinstance(it, dict | list):
+            if any(it is o or it == o for o in complex_seen):
+                continue
+            complex_seen.append(it)
+        else:
+            key = (type(it), it)
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(it)
     return out
 
 
@@ -505,10 +516,10 @@ def _plain_step(name: str) -> Callable[[list[Any]], list[Any]]:
     def step(items: list[Any]) -> list[Any]:
         out: list[Any] = []
         for it in items:
-            if type(it) is dict:
+            if isinstance(it, dict):
                 v = it.get(name)
                 if v is not None:
-                    if type(v) is list:
+                    if isinstance(v, list):
                         out.extend(v)
                     else:
                         out.append(v)
@@ -523,11 +534,11 @@ def _keys_step(keys: Sequence[str]) -> Callable[[list[Any]], list[Any]]:
     def step(items: list[Any]) -> list[Any]:
         out: list[Any] = []
         for it in items:
-            if type(it) is dict:
+            if isinstance(it, dict):
                 for k in keys:
                     v = it.get(k)
                     if v is not None:
-                        if type(v) is list:
+                        if isinstance(v, list):
                             out.extend(v)
                         else:
                             out.append(v)
@@ -543,18 +554,16 @@ def _guess_choice_step(name: str) -> Callable[[list[Any]], list[Any]]:
     def step(items: list[Any]) -> list[Any]:
         out: list[Any] = []
         for it in items:
-            if type(it) is not dict:
+            if not isinstance(it, dict):
                 continue
             v = it.get(name)
             found = (
-                [v]
-                if v is not None
-                else [val for k, val in it.items() if k.startswith(name) and k[n:] in _DATA_TYPES]
+                [v] if v is not None else [val for k, val in it.items() if k.startswith(name) and k[n:] in _DATA_TYPES]
             )
             for val in found:
                 if val is None:
                     continue
-                if type(val) is list:
+                if isinstance(val, list):
                     out.extend(val)
                 else:
                     out.append(val)
@@ -646,7 +655,7 @@ class _Compiler:
             return _Compiled(None, name) if name == self.resource_type else _EMPTY
 
         def is_type(items: list[Any], root: Any) -> list[Any]:
-            return [i for i in items if type(i) is dict and i.get("resourceType") == name]
+            return [i for i in items if isinstance(i, dict) and i.get("resourceType") == name]
 
         return _Compiled(is_type, name)
 
@@ -909,9 +918,9 @@ class _Compiler:
         def extension(items: list[Any], root: Any) -> list[Any]:
             out: list[Any] = []
             for it in run(items, root):
-                if type(it) is dict:
+                if isinstance(it, dict):
                     for ext in it.get("extension") or ():
-                        if type(ext) is dict and ext.get("url") == url:
+                        if isinstance(ext, dict) and ext.get("url") == url:
                             out.append(ext)
             return out
 
@@ -928,7 +937,8 @@ def compile_expression(
 
     With `resource_type`, branches rooted at another resource type (``Condition.code`` in a
     multi-resource expression compiled for Observation) are dropped at compile time. `choices`
-    maps choice-element paths to their type suffixes (see the module docstring)."""
+    maps choice-element paths to their type suffixes (see the module docstring). A getter
+    compiled for a resource type trusts that it is only applied to resources of that type."""
     tree = parse(expression)
     compiled = _Compiler(expression, resource_type, choices).node(tree, None, True)
     if compiled.empty:

@@ -120,30 +120,38 @@ def _text_problem(value: str) -> Problem | None:
 
 
 def _calendar_problem(value: str) -> Problem | None:
-    """The regexes accept day 31 in any month; the date must also exist (2023-02-29 does not)."""
-    if len(value) >= 10:
-        day = int(value[8:10])
-        if day > 28:
-            year, month = int(value[0:4]), int(value[5:7])
-            leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-            if day > (_DAYS[month] if month != 2 else 28 + leap):
-                return VALUE, f"'{value[:10]}' is not a calendar date"
+    """The regexes accept day 31 in any month; the date must also exist (2023-02-29 does not).
+    ``value`` has matched a date regex and has a day part."""
+    day = int(value[8:10])
+    if day > 28:
+        year, month = int(value[0:4]), int(value[5:7])
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        if day > (_DAYS[month] if month != 2 else 28 + leap):
+            return VALUE, f"'{value[:10]}' is not a calendar date"
     return None
 
 
-def _regex_check(type_code: str, regex: str, calendar: bool = False) -> Check:
+# Types whose spec regex admits only printable ASCII without spaces: a match already rules out
+# empty, blank and control characters, so the shared text rules need not run first.
+_PRINTABLE_ONLY = frozenset({"id", "date", "dateTime", "instant", "time", "oid", "uuid"})
+
+
+def _regex_check(type_code: str, regex: str) -> Check:
     # ASCII semantics for \s and \S, as in the regex dialects the specification was written for
     fullmatch = re.compile(regex, re.ASCII).fullmatch
+    calendar = type_code in ("date", "dateTime", "instant")
+    text_rules = type_code not in _PRINTABLE_ONLY
 
     def check(value: Any) -> Problem | None:
         if type(value) is not str:
             return _not_a(f"a JSON string ({type_code})", value)
-        problem = _text_problem(value)
-        if problem is not None:
-            return problem
+        if text_rules:
+            problem = _text_problem(value)
+            if problem is not None:
+                return problem
         if fullmatch(value) is None:
-            return VALUE, f"'{_clip(value)}' is not a valid {type_code}"
-        if calendar:
+            return _text_problem(value) or (VALUE, f"'{_clip(value)}' is not a valid {type_code}")
+        if calendar and len(value) >= 10:
             return _calendar_problem(value)
         return None
 
@@ -222,7 +230,7 @@ def _primitive_checks(regexes: dict[str, str | None]) -> dict[str, Check]:
         if type_code not in checks:
             if regex is None:
                 raise ValueError(f"no regex for primitive {type_code}")
-            checks[type_code] = _regex_check(type_code, regex, type_code in ("date", "dateTime", "instant"))
+            checks[type_code] = _regex_check(type_code, regex)
     return checks
 
 
@@ -255,8 +263,8 @@ class _Struct:
         self.name = name
         self.is_resource = is_resource
         self.props: dict[str, _Prop] = {}
-        # (label, JSON names any of which satisfies it, minimum count)
-        self.required: tuple[tuple[str, tuple[str, ...], int], ...] = ()
+        # (element name, its name in expressions, JSON names any of which satisfies it, minimum)
+        self.required: tuple[tuple[str, str, tuple[str, ...], int], ...] = ()
         self.special = _SPECIAL_NONE
 
 
@@ -327,9 +335,10 @@ def _compiled() -> _Compiled:
                 for t in el.types:
                     names += add(struct, stem + t[0].upper() + t[1:], t, array, el.max, None, stem)
             else:
+                stem = ename
                 names = add(struct, ename, el.types[0], array, el.max, el.structure, None)
             if el.min > 0:
-                required.append((ename, tuple(names), el.min))
+                required.append((ename, stem, tuple(names), el.min))
         struct.required = tuple(required)
         if sname == "Reference":
             struct.special = _SPECIAL_REFERENCE
@@ -496,12 +505,12 @@ def _walk(run: _Run, obj: dict[str, Any], struct: _Struct, path: str) -> None:
             else:
                 _not_object(run, value, f"{path}.{prop.label}")
     if struct.required:
-        for label, names, minimum in struct.required:
+        for label, stem, names, minimum in struct.required:
             present = [obj[n] for n in names if n in obj]
             if not present:
-                run.add(REQUIRED, f"Missing required element '{label}'", f"{path}.{label}")
+                run.add(REQUIRED, f"Missing required element '{label}'", f"{path}.{stem}")
             elif minimum > 1 and max(len(v) if type(v) is list else 1 for v in present) < minimum:
-                run.add(REQUIRED, f"At least {minimum} '{label}' required", f"{path}.{label}")
+                run.add(REQUIRED, f"At least {minimum} '{label}' required", f"{path}.{stem}")
     if struct.special:
         if struct.special == _SPECIAL_REFERENCE:
             _check_reference(run, obj, path)
@@ -538,7 +547,8 @@ def _primitive_ext_array(run: _Run, obj: dict[str, Any], prop: _Prop, value: lis
     for i, item in enumerate(value):
         where = f"{path}.{prop.label}[{i}]"
         if item is None:
-            _null_item(run, obj, prop.label, i, where)
+            if type(values) is not list:  # otherwise reported with the value array
+                _null_item(run, obj, prop.label, i, where)
         elif type(item) is dict and item:
             _walk(run, item, sub, where)  # type: ignore[arg-type]
         else:

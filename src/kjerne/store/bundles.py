@@ -13,7 +13,7 @@ from kjerne.access.context import AccessRecord
 from kjerne.fhir.model import resource_types
 from kjerne.fhir.outcome import FhirError, Issue, invalid, operation_outcome
 from kjerne.store.repository import Repository, _type_of
-from kjerne.store.writer import Writer, WriteResult, new_id
+from kjerne.store.writer import WriteResult, new_id
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
@@ -120,8 +120,8 @@ class BundleProcessor:
                 self.repo.access.check_write((req["method"] == "POST" and "create") or "update", _type_of(res), res)
         responses: dict[int, dict[str, Any]] = {}
         reads: list[tuple[int, dict[str, Any]]] = []
-        with self.repo.write_tx() as conn:
-            writer = Writer(conn)
+        with self.repo.writing() as writer:
+            conn = writer.conn
             mapping: dict[str, str] = {}
             targets: dict[int, tuple[str, str | None, bool]] = {}  # entry → (type, id, skip)
             # First pass: decide every new id so references can be rewritten before anything is stored.

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, and_, literal, select, union_all
 
 from kjerne.access.context import UNRESTRICTED, AccessContext, AccessRecord
 from kjerne.fhir.model import resource_types
-from kjerne.fhir.outcome import FhirError, invalid, not_found
+from kjerne.fhir.outcome import FhirError, invalid
 from kjerne.store.clock import now_us
 from kjerne.store.records import Stored, row_to_stored
 from kjerne.store.schema import resource, resource_history
@@ -57,6 +57,23 @@ class Repository:
                 yield conn
 
     @contextmanager
+    def writing(self) -> Iterator[Writer]:
+        """A write transaction with a Writer that applies this caller's guard; platform rules that
+        follow a unit of writes run before commit."""
+        with self.write_tx() as conn:
+            writer = Writer(conn, guard=self.access.guard)
+            yield writer
+            writer.finish()
+
+    def deny(self, rec: AccessRecord, err: FhirError) -> FhirError:
+        """Record a denied attempt in its own transaction (the failed one rolls back), return the error."""
+        rec.outcome = "denied"
+        rec.detail = rec.detail or str(err)[:500]
+        with self.write_tx() as conn:
+            self._record(conn, rec)
+        return err
+
+    @contextmanager
     def read_tx(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
             yield conn
@@ -72,12 +89,11 @@ class Repository:
         check_type(res_type)
         with self.write_tx() as conn:
             row = self._visible_current(conn, res_type, res_id)
-            if row is None:
-                self._record(
-                    conn, AccessRecord("read", res_type, "denied", [f"{res_type}/{res_id}"], detail="not found")
-                )
-                raise not_found(res_type, res_id)
-            self._record(conn, AccessRecord("read", res_type, "allowed", [f"{res_type}/{res_id}"], _pat(row)))
+            if row is not None:
+                self._record(conn, AccessRecord("read", res_type, "allowed", [f"{res_type}/{res_id}"], _pat(row)))
+        if row is None:
+            rec = AccessRecord("read", res_type, "denied", [f"{res_type}/{res_id}"], detail="not found or not visible")
+            raise self.deny(rec, self.access.not_visible(res_type, res_id))
         if row.deleted:
             raise FhirError.of(410, "deleted", f"{res_type}/{res_id} was deleted")
         return row
@@ -104,10 +120,11 @@ class Repository:
                     found = _history_row(row)
                     break
             ref = f"{res_type}/{res_id}/_history/{version}"
-            if found is None:
-                self._record(conn, AccessRecord("vread", res_type, "denied", [ref], detail="not found"))
-                raise FhirError.of(404, "not-found", f"{ref} is not known")
-            self._record(conn, AccessRecord("vread", res_type, "allowed", [ref], _pat(found)))
+            if found is not None:
+                self._record(conn, AccessRecord("vread", res_type, "allowed", [ref], _pat(found)))
+        if found is None:
+            rec = AccessRecord("vread", res_type, "denied", [ref], detail="not found or not visible")
+            raise self.deny(rec, self.access.not_visible(res_type, res_id))
         if found.deleted:
             raise FhirError.of(410, "deleted", f"{ref} is a deletion")
         return found
@@ -189,56 +206,58 @@ class Repository:
             rows = [_history_row(r) for r in conn.execute(q)]
             more = len(rows) > count
             rows = rows[:count]
-            if res_id and not rows and after is None:
-                self._record(conn, AccessRecord("history", res_type, "denied", [f"{res_type}/{res_id}"]))
-                raise not_found(res_type or "", res_id)
-            self._record(
-                conn,
-                AccessRecord(
-                    "history",
-                    res_type,
-                    "allowed",
-                    [s.location for s in rows],
-                    sorted({s.patient for s in rows if s.patient}),
-                ),
-            )
+            missing = bool(res_id and not rows and after is None)
+            if not missing:
+                self._record(
+                    conn,
+                    AccessRecord(
+                        "history",
+                        res_type,
+                        "allowed",
+                        [s.location for s in rows],
+                        sorted({s.patient for s in rows if s.patient}),
+                    ),
+                )
         nxt = (rows[-1].last_updated, rows[-1].rid, rows[-1].version) if more else None
         return HistoryResult(rows, nxt)
 
     # -- writes -------------------------------------------------------------------------------
+    def _check_write(self, action: str, res_type: str, res: dict[str, Any] | None, ref: str) -> None:
+        try:
+            self.access.check_write(action, res_type, res)
+        except FhirError as err:
+            raise self.deny(AccessRecord(action, res_type, "denied", [ref]), err) from None
+
+    def _written(self, writer: Writer, action: str, result: WriteResult) -> WriteResult:
+        s = result.stored
+        self._record(writer.conn, AccessRecord(action, s.res_type, "allowed", [s.location], _pat(s)))
+        return result
+
     def create(self, res: dict[str, Any], *, if_none_exist: str | None = None) -> WriteResult:
         res_type = _type_of(res)
-        self.access.check_write("create", res_type, res)
-        with self.write_tx() as conn:
+        self._check_write("create", res_type, res, res_type)
+        with self.writing() as writer:
             if if_none_exist:
-                matches = self._match(conn, res_type, if_none_exist)
+                matches = self._match(writer.conn, res_type, if_none_exist)
                 if len(matches) > 1:
                     raise FhirError.of(412, "multiple-matches", f"If-None-Exist matched {len(matches)} resources")
                 if matches:
                     return WriteResult(matches[0], created=False, changed=False)
-            result = Writer(conn).put(res, new_id())
-            self._record(
-                conn, AccessRecord("create", res_type, "allowed", [result.stored.location], _pat(result.stored))
-            )
-            return result
+            return self._written(writer, "create", writer.put(res, new_id()))
 
     def update(self, res: dict[str, Any], res_id: str, *, if_match: int | None = None) -> WriteResult:
         res_type = _type_of(res)
         if res.get("id") not in (None, res_id):
             raise invalid(f"resource id '{res.get('id')}' does not match the URL id '{res_id}'", f"{res_type}.id")
-        self.access.check_write("update", res_type, res)
-        with self.write_tx() as conn:
-            result = Writer(conn).put(res, res_id, expected_version=if_match)
-            self._record(
-                conn, AccessRecord("update", res_type, "allowed", [result.stored.location], _pat(result.stored))
-            )
-            return result
+        self._check_write("update", res_type, res, f"{res_type}/{res_id}")
+        with self.writing() as writer:
+            return self._written(writer, "update", writer.put(res, res_id, expected_version=if_match))
 
     def conditional_update(self, res: dict[str, Any], query: str) -> WriteResult:
         res_type = _type_of(res)
-        self.access.check_write("update", res_type, res)
-        with self.write_tx() as conn:
-            matches = self._match(conn, res_type, query)
+        self._check_write("update", res_type, res, f"{res_type}?{query}")
+        with self.writing() as writer:
+            matches = self._match(writer.conn, res_type, query)
             if len(matches) > 1:
                 raise FhirError.of(412, "multiple-matches", f"the condition matched {len(matches)} resources")
             if matches:
@@ -247,18 +266,14 @@ class Repository:
                     raise invalid("resource id does not match the resource the condition found", f"{res_type}.id")
             else:
                 res_id = res.get("id") or new_id()
-            result = Writer(conn).put(res, res_id)
-            self._record(
-                conn, AccessRecord("update", res_type, "allowed", [result.stored.location], _pat(result.stored))
-            )
-            return result
+            return self._written(writer, "update", writer.put(res, res_id))
 
     def delete(self, res_type: str, res_id: str) -> WriteResult | None:
         check_type(res_type)
-        self.access.check_write("delete", res_type, None)
-        with self.write_tx() as conn:
-            result = Writer(conn).delete(res_type, res_id)
-            self._record(conn, AccessRecord("delete", res_type, "allowed", [f"{res_type}/{res_id}"]))
+        self._check_write("delete", res_type, None, f"{res_type}/{res_id}")
+        with self.writing() as writer:
+            result = writer.delete(res_type, res_id)
+            self._record(writer.conn, AccessRecord("delete", res_type, "allowed", [f"{res_type}/{res_id}"]))
             return result
 
     def _match(self, conn: Connection, res_type: str, query: str) -> list[Stored]:

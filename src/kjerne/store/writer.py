@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from kjerne.fhir.outcome import FhirError, Issue
 from kjerne.fhir.validation import validate
+from kjerne.store import rules
 from kjerne.store.clock import now_us, us_to_instant
 from kjerne.store.identity import resolve_person_references
 from kjerne.store.indexing import IndexRows, extract
@@ -74,13 +76,28 @@ def current(conn: Connection, res_type: str, res_id: str, *, for_update: bool = 
 class Writer:
     """Writes versions inside a caller-owned transaction."""
 
-    def __init__(self, conn: Connection, *, validate_input: bool = True) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        validate_input: bool = True,
+        guard: Callable[[dict[str, Any], Stored | None], None] | None = None,
+    ) -> None:
         self.conn = conn
         self.validate_input = validate_input
+        self.guard = guard
         self._patients: dict[tuple[str, str], str] = {}
+        self.reservations: dict[str, Any] = {}
+        self._reports: list[str] = []
+
+    def finish(self) -> None:
+        """Call once after a unit of writes, before commit: results stored beside a restricted report
+        take its restriction labels."""
+        reports, self._reports = self._reports, []
+        rules.propagate_report_labels(self, reports)
 
     def _create_patient(self, res: dict[str, Any]) -> str:
-        return self.put(res, res["id"]).stored.res_id
+        return self.put(res, res["id"], guarded=False).stored.res_id
 
     def put(
         self,
@@ -89,6 +106,8 @@ class Writer:
         *,
         expected_version: int | None = None,
         must_not_exist: bool = False,
+        keep_labels: bool = True,
+        guarded: bool = True,
     ) -> WriteResult:
         """Create or update `res` under `res_id`. A stale `expected_version` gets 412."""
         res_type = res["resourceType"]
@@ -98,6 +117,10 @@ class Writer:
             _validate_or_raise(res)
         resolve_person_references(self.conn, res, self._create_patient, self._patients)
         existing = current(self.conn, res_type, res_id, for_update=True)
+        live = existing if existing is not None and not existing.deleted else None
+        if self.guard is not None and guarded:
+            self.guard(res, live)
+        rules.prepare(res, is_new=live is None, previous=live.resource() if live and keep_labels else None)
         if existing is not None and must_not_exist and not existing.deleted:
             raise FhirError.of(409, "duplicate", f"{res_type}/{res_id} exists already")
         if expected_version is not None:
@@ -115,8 +138,13 @@ class Writer:
         existing = current(self.conn, res_type, res_id, for_update=True)
         if existing is None or existing.deleted:
             return None
+        if self.guard is not None:
+            self.guard({"resourceType": res_type, "id": res_id}, existing)
         tombstone = {"resourceType": res_type, "id": res_id}
-        return self._store(res_type, res_id, tombstone, existing, deleted=True)
+        result = self._store(res_type, res_id, tombstone, existing, deleted=True)
+        if res_type == "Consent":
+            rules.after_consent(self, existing.resource(), existing.patient, withdrawn=True)
+        return result
 
     def _store(
         self, res_type: str, res_id: str, res: dict[str, Any], existing: Stored | None, *, deleted: bool
@@ -129,6 +157,9 @@ class Writer:
         res["meta"] = meta
         rows = IndexRows([], [], [], [], [], [], []) if deleted else extract(res)
         patient = (existing.patient if existing else None) if deleted else patient_of(res, rows)
+        if not deleted:
+            rules.refuse_if_reserved(self.conn, res, patient, self.reservations)
+            rows.dates.extend(rules.extra_index_rows(res))
         content = orjson.dumps(res)
         conn = self.conn
         if existing is None:
@@ -168,6 +199,10 @@ class Writer:
                 conn.execute(delete(table).where(table.c.rid == rid))
         self._write_index(rid, res_type, patient, rows)
         stored = Stored(rid, res_type, res_id, version, now, deleted, patient, content)
+        if not deleted and res_type == "Consent":
+            rules.after_consent(self, res, patient, withdrawn=res.get("status") != "active")
+        if not deleted and res_type == "DiagnosticReport" and (res.get("meta") or {}).get("security"):
+            self._reports.append(f"{res_type}/{res_id}")
         return WriteResult(stored, created=existing is None or existing.deleted)
 
     def _write_index(self, rid: int, res_type: str, patient: str | None, rows: IndexRows) -> None:

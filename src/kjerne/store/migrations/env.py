@@ -3,6 +3,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+import kjerne.audit.schema  # noqa: F401  (registers the audit tables)
 from kjerne.store.schema import metadata
 
 config = context.config

@@ -1,0 +1,252 @@
+"""Platform rules applied on every write, whoever writes: the service tag, reservasjon (refuse new
+data, purge existing), restriction labels from Consents, and default utsatt innsyn."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import Connection, and_, delete, select
+
+from kjerne.access import restrictions as r
+from kjerne.fhir.outcome import FhirError, Issue
+from kjerne.services.classify import SERVICE_SYSTEM, service_of, tag_service
+from kjerne.store.schema import INDEX_TABLES, idx_token, resource, resource_history
+
+if TYPE_CHECKING:
+    from kjerne.store.writer import Writer
+
+PVK_SYSTEM = "http://nhn.no/fhir/nilar/CodeSystem/PvkOutcome"
+
+
+def patient_restrictions(conn: Connection, patient: str, now: dt.datetime) -> list[r.PatientRestriction]:
+    rows = conn.execute(
+        select(resource.c.content).where(
+            and_(resource.c.res_type == "Consent", resource.c.patient == patient, resource.c.deleted.is_(False))
+        )
+    )
+    out = []
+    for (content,) in rows:
+        found = r.patient_restriction(orjson.loads(content), patient, now)
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def refuse_if_reserved(conn: Connection, res: dict[str, Any], patient: str | None, cache: dict[str, Any]) -> None:
+    if patient is None or res.get("resourceType") in ("Patient", "Consent"):
+        return
+    service = service_of(res)
+    if service is None:
+        return
+    if patient not in cache:
+        cache[patient] = patient_restrictions(conn, patient, dt.datetime.now(dt.UTC))
+    for restriction in cache[patient]:
+        if restriction.kind == r.RESERVASJON and restriction.covers_service(service):
+            raise FhirError(
+                422,
+                [
+                    Issue(
+                        "business-rule",
+                        f"the patient has reserved against {service}; the data is refused",
+                        details_code="Reservation",
+                        details_system=PVK_SYSTEM,
+                    )
+                ],
+            )
+
+
+def purge_service_data(conn: Connection, patient: str, services: frozenset[str]) -> int:
+    """Delete, with all history, the patient's data in the given services (all when empty)."""
+    cond = [idx_token.c.patient == patient, idx_token.c.param == "_tag", idx_token.c.system == SERVICE_SYSTEM]
+    if services:
+        cond.append(idx_token.c.code.in_(sorted(services)))
+    rids = [row[0] for row in conn.execute(select(idx_token.c.rid).where(and_(*cond)).distinct())]
+    for i in range(0, len(rids), 500):
+        chunk = rids[i : i + 500]
+        for table in INDEX_TABLES.values():
+            conn.execute(delete(table).where(table.c.rid.in_(chunk)))
+        conn.execute(delete(resource_history).where(resource_history.c.rid.in_(chunk)))
+        conn.execute(delete(resource).where(resource.c.rid.in_(chunk)))
+    return len(rids)
+
+
+def prepare(res: dict[str, Any], *, is_new: bool, previous: dict[str, Any] | None) -> None:
+    """Before a version is stored: tag the service; give a new report its default utsatt innsyn;
+    keep restriction labels across a producer's update."""
+    tag_service(res)
+    if res.get("resourceType") == "DiagnosticReport" and is_new:
+        days = r.default_delay_days(res)
+        if days > 0 and not _has_label(res, r.UTSATT):
+            issued = res.get("issued") or res.get("effectiveDateTime")
+            try:
+                base = dt.datetime.fromisoformat(str(issued).replace("Z", "+00:00"))
+            except ValueError:
+                base = dt.datetime.now(dt.UTC)
+            if base.tzinfo is None:
+                base = base.replace(tzinfo=dt.UTC)
+            add_label(res, r.UTSATT, None, (base + dt.timedelta(days=days)).isoformat())
+    elif previous is not None and res.get("resourceType") != "Consent":
+        # Labels set through Consents survive a producer's update of the resource.
+        old = previous
+        for coding in (old.get("meta") or {}).get("security", []):
+            if coding.get("system") == r.RESTRICTION_SYSTEM and not _has_label(res, coding.get("code", "")):
+                release = _release(old)
+                owner = _owner(old)
+                add_label(res, coding["code"], owner, release)
+
+
+def _has_label(res: dict[str, Any], kind: str) -> bool:
+    return any(
+        c.get("system") == r.RESTRICTION_SYSTEM and c.get("code") == kind
+        for c in (res.get("meta") or {}).get("security", [])
+    )
+
+
+def _release(res: dict[str, Any]) -> str | None:
+    for ext in (res.get("meta") or {}).get("extension", []):
+        if ext.get("url") == r.RELEASE_EXT:
+            return ext.get("valueDateTime")
+    return None
+
+
+def _owner(res: dict[str, Any]) -> str | None:
+    for c in (res.get("meta") or {}).get("security", []):
+        if c.get("system") == r.OID_HPR:
+            return c.get("code")
+    return None
+
+
+def add_label(res: dict[str, Any], kind: str, owner_hpr: str | None, release: str | None) -> None:
+    meta = res.setdefault("meta", {})
+    security = meta.setdefault("security", [])
+    for coding in r.label_codings(kind, owner_hpr):
+        if coding not in security:
+            security.append(coding)
+    if kind == r.UTSATT:
+        exts = [e for e in meta.get("extension", []) if e.get("url") != r.RELEASE_EXT]
+        if release:
+            exts.append({"url": r.RELEASE_EXT, "valueDateTime": release})
+        if exts:
+            meta["extension"] = exts
+        else:
+            meta.pop("extension", None)
+
+
+def remove_label(res: dict[str, Any], kind: str) -> None:
+    meta = res.get("meta") or {}
+    keep = [
+        c for c in meta.get("security", []) if not (c.get("system") == r.RESTRICTION_SYSTEM and c.get("code") == kind)
+    ]
+    if kind == r.SKJERMING:
+        keep = [c for c in keep if c.get("system") != r.OID_HPR]
+    if keep:
+        meta["security"] = keep
+    else:
+        meta.pop("security", None)
+    if kind == r.UTSATT:
+        exts = [e for e in meta.get("extension", []) if e.get("url") != r.RELEASE_EXT]
+        if exts:
+            meta["extension"] = exts
+        else:
+            meta.pop("extension", None)
+
+
+def extra_index_rows(res: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """`_release`: when a report under utsatt innsyn opens to the citizen."""
+    from kjerne.store.indexing import date_range
+
+    release = _release(res)
+    if not release:
+        return []
+    try:
+        low, high = date_range(release)
+    except ValueError:
+        return []
+    return [("_release", low, high)]
+
+
+def after_consent(writer: Writer, consent: dict[str, Any], patient: str | None, withdrawn: bool) -> None:
+    """Carry out what a Consent means: purge on reservasjon, labels on nekting/utsatt/skjerming."""
+    kind = r.consent_category(consent)
+    if kind == r.RESERVASJON and patient and not withdrawn:
+        now = dt.datetime.now(dt.UTC)
+        restriction = r.patient_restriction(consent, patient, now)
+        if restriction is not None:
+            purge_service_data(writer.conn, patient, restriction.services)
+            writer.reservations.pop(patient, None)
+        return
+    if kind not in r.PRACTITIONER_SET:
+        return
+    active = not withdrawn and consent.get("status") == "active"
+    owner = None
+    for actor in (consent.get("provision") or {}).get("actor", []):
+        ident = (actor.get("reference") or {}).get("identifier") or {}
+        if ident.get("system") == r.OID_HPR:
+            owner = ident.get("value")
+    release = r.release_after(consent) if kind == r.UTSATT else None
+    for ref in target_closure(writer.conn, r.target_references(consent)):
+        set_label(writer, ref, kind, active, owner, release)
+
+
+def target_closure(conn: Connection, refs: list[str]) -> list[str]:
+    """A report and every result under it (hasMember hierarchies included): a restriction on a report
+    covers its observations."""
+    from kjerne.store.writer import current
+
+    out: list[str] = []
+    todo = list(refs)
+    while todo:
+        ref = todo.pop()
+        if ref in out:
+            continue
+        out.append(ref)
+        res_type, res_id = ref.split("/", 1)
+        stored = current(conn, res_type, res_id)
+        if stored is None or stored.deleted:
+            continue
+        res = stored.resource()
+        for key in ("result", "hasMember"):
+            for child in res.get(key, []):
+                child_ref = child.get("reference")
+                if isinstance(child_ref, str) and child_ref.count("/") == 1:
+                    todo.append(child_ref)
+    return out
+
+
+def set_label(writer: Writer, ref: str, kind: str, on: bool, owner: str | None, release: str | None) -> None:
+    from kjerne.store.writer import current
+
+    res_type, res_id = ref.split("/", 1)
+    stored = current(writer.conn, res_type, res_id, for_update=True)
+    if stored is None or stored.deleted:
+        return
+    res = stored.resource()
+    if on:
+        add_label(res, kind, owner, release)
+    else:
+        remove_label(res, kind)
+    writer.put(res, res_id, keep_labels=False, guarded=False)
+
+
+def propagate_report_labels(writer: Writer, report_refs: list[str]) -> None:
+    """After a unit of writes: results stored beside a labelled report get the report's labels."""
+    from kjerne.store.writer import current
+
+    for ref in report_refs:
+        res_type, res_id = ref.split("/", 1)
+        stored = current(writer.conn, res_type, res_id)
+        if stored is None or stored.deleted:
+            continue
+        report = stored.resource()
+        labels = [
+            c.get("code")
+            for c in (report.get("meta") or {}).get("security", [])
+            if c.get("system") == r.RESTRICTION_SYSTEM
+        ]
+        if not labels:
+            continue
+        for child in target_closure(writer.conn, [ref])[1:]:
+            for kind in labels:
+                set_label(writer, child, kind, True, _owner(report), _release(report))
