@@ -47,7 +47,7 @@ async def smart_configuration(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     return JSONResponse(
         {
-            "issuer": settings.public_base() + "/dev-issuer" if settings.dev else None,
+            "issuer": "urn:kjerne:dev-issuer" if settings.dev else None,
             "jwks_uri": settings.public_base() + "/dev-issuer/jwks" if settings.dev else None,
             "grant_types_supported": ["client_credentials", "authorization_code"],
             "token_endpoint_auth_methods_supported": ["private_key_jwt"],

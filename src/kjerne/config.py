@@ -27,9 +27,9 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         s = cls(
-            db_url=os.environ.get("KJERNE_DB", cls.db_url),
-            host=os.environ.get("KJERNE_HOST", cls.host),
-            port=_env_int("KJERNE_PORT", cls.port),
+            db_url=os.environ.get("KJERNE_DB", "sqlite:///var/kjerne.db"),
+            host=os.environ.get("KJERNE_HOST", "127.0.0.1"),
+            port=_env_int("KJERNE_PORT", 8080),
             max_body_bytes=_env_int("KJERNE_MAX_BODY_BYTES", 20 * 1024 * 1024),
             dev=os.environ.get("KJERNE_DEV", "") in ("1", "true", "yes"),
             issuers_file=os.environ.get("KJERNE_ISSUERS") or None,

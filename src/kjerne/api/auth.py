@@ -20,6 +20,9 @@ from kjerne.fhir.outcome import FhirError, Issue
 from kjerne.store.repository import Repository
 
 
+DEV_ISSUER = "urn:kjerne:dev-issuer"
+
+
 def dev_issuer(settings: Settings) -> DevIssuer:
     return DevIssuer(
         settings.var_dir / "keys", issuer=settings.public_base() + "/dev-issuer", audience=settings.audience

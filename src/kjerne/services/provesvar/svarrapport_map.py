@@ -71,6 +71,7 @@ from kjerne.services.provesvar.tolerances import (
     ValueProblem,
     read_bool,
     read_decimal,
+    read_national_id,
     read_register_id,
     read_ts,
     review_schema,
@@ -93,6 +94,8 @@ KEY_SYSTEM = f"{ID_BASE}:key"
 _UUID_NS = uuid.uuid5(uuid.NAMESPACE_URL, ID_BASE)
 
 CLOCK_SKEW = dt.timedelta(minutes=10)
+# TextResult headings (kodeverk 8243) whose text is a self-describing narrative.
+NARRATIVE_HEADINGS = frozenset({"FU", "VU", "GR"})
 
 
 @dataclass
@@ -300,6 +303,8 @@ class Item:
     own_codes: bool = False
     has_value: bool = False
     effective: Moment | None = None
+    own_moment: Moment | None = None
+    specimen_url: str | None = None
     resource: dict[str, Any] = field(default_factory=dict)
     tags: list[dict[str, str]] = field(default_factory=list)
     html: list[str] = field(default_factory=list)
@@ -433,6 +438,11 @@ class _Mapper:
             return a
         inst = self.child(hcp, "Inst")
         prof = self.child(hcp, "HCProf")
+        for person_el in [prof] if prof is not None else self.kids(inst, "HCPerson"):
+            if person_el is not None and not (self.text(person_el, "Name") or self.text(person_el, "Id")):
+                self.warning(
+                    "E20", where(person_el), "health professional element is empty: the person is not identified"
+                )
         if inst is not None:
             a.org_name = self.text(inst, "Name")
             a.inst_ident = self.org_identifier(inst, strict=strict)
@@ -704,11 +714,17 @@ class _Report:
         if patient is None:
             for other in ("Animal", "Material"):
                 if self.child(sr, other) is not None:
-                    self.error("T10", where(sr, other), f"reports on {other.lower()} are not supported; a patient is required")
+                    self.error(
+                        "T10", where(sr, other), f"reports on {other.lower()} are not supported; a patient is required"
+                    )
                     return None
             self.error("E36", where(sr, "Patient"), "patient information missing")
             return None
         off_id = self.text(patient, "OffId")
+        if off_id:
+            raw_id = off_id
+            off_id, tol = read_national_id(off_id)
+            self.tolerate(tol, where(patient, "OffId"), f"'{raw_id}' read as {off_id}")
         type_el = self.child(patient, "TypeOffId")
         id_type = ((type_el.get("V") if type_el is not None else None) or "").strip().upper()
         nested = self.child(patient, "Patient")
@@ -761,7 +777,9 @@ class _Report:
     def role(self, a: Actor) -> str | None:
         if a.empty:
             return None
-        p_key = f"{a.person_ident['system']}|{a.person_ident['value']}" if a.person_ident else f"name|{a.person_name or ''}"
+        p_key = (
+            f"{a.person_ident['system']}|{a.person_ident['value']}" if a.person_ident else f"name|{a.person_name or ''}"
+        )
         o_key = f"{a.org_ident['system']}|{a.org_ident['value']}" if a.org_ident else f"name|{a.org_name or ''}"
         if a.person_ident or a.org_ident:
             key = _uuid("PractitionerRole", p_key, o_key)
@@ -850,6 +868,8 @@ class _Report:
         collection: dict[str, Any] = {}
         if collected:
             collection["collectedDateTime"] = collected.fhir
+        else:
+            self.warning("X99", where(el), f"specimen '{accession}' has no sampling time (CollectedDate)")
         collector = self.role(self.m.actor(self.child(self.child(el, "RelServProv"), "HCP"), strict=False))
         if collector:
             collection["collector"] = {"reference": collector}
@@ -892,7 +912,9 @@ class _Report:
                 ext.append(_other_info("Håndtering av prøve", handling.text.strip()))
         pre = self.child(el, "Pretreatment")
         if pre is not None:
-            pre_text = " ".join(x for x in (_cs_display(self.child(pre, "Heading")), self.text(pre, "TextResultValue")) if x)
+            pre_text = " ".join(
+                x for x in (_cs_display(self.child(pre, "Heading")), self.text(pre, "TextResultValue")) if x
+            )
             if pre_text:
                 ext.append(_other_info("Forbehandling", pre_text))
         if product is not None:
@@ -1048,7 +1070,10 @@ class _Report:
             if notes:
                 res["note"] = notes
             ext = []
-            for label, el_name in (("Betalingskategori", "PaymentCat"), ("Ønsket svarrapporteringsprioritet", "RequestedPrioReport")):
+            for label, el_name in (
+                ("Betalingskategori", "PaymentCat"),
+                ("Ønsket svarrapporteringsprioritet", "RequestedPrioReport"),
+            ):
                 disp = _cs_display(self.child(req, el_name))
                 if disp:
                     ext.append(_other_info(label, disp))
@@ -1100,6 +1125,8 @@ class _Report:
         self.check_cycles()
         for item in self.items:
             self.identify(item)
+        for item in self.items:
+            self.place(item)
         for item in self.items:
             self.observation(item, performer_url)
         for item in self.items:
@@ -1200,8 +1227,10 @@ class _Report:
         item.has_value = any(
             self.child(el, name) is not None for name in ("NumResult", "TextResult", "Interval", "DateResult")
         )
-        # a value that belongs to no identified analysis
-        if item.has_value and not item.own_codes and not self.context_codes(item):
+        # a value that belongs to no identified analysis (narrative findings and assessments describe
+        # themselves and need no analysis code)
+        narrative = heading is not None and (heading.get("V") or "").strip() in NARRATIVE_HEADINGS
+        if item.has_value and not item.own_codes and not narrative and not self.context_codes(item):
             self.error("X99", where(el), "the analysis is not identified (no Investigation for this result)")
         # stable key: parent's key + code and occurrence among siblings with the same code
         siblings = item.parent.children if item.parent else [i for i in self.items if i.parent is None]
@@ -1217,7 +1246,11 @@ class _Report:
             if self.kids(node.el, "Investigation"):
                 return True
             node = node.parent
-        return any(it.el is not item.el and self.kids(it.el, "Investigation") for it in self.items if self.is_ancestor(it, item))
+        return any(
+            it.el is not item.el and self.kids(it.el, "Investigation")
+            for it in self.items
+            if self.is_ancestor(it, item)
+        )
 
     def observation(self, item: Item, performer_url: str | None) -> None:
         el = item.el
@@ -1234,7 +1267,9 @@ class _Report:
         res["status"] = self.observation_status(el)
         categories = []
         if self.category_code in ("HLAB", "HPAT"):
-            categories.append({"coding": [{"system": OBSERVATION_CATEGORY, "code": "laboratory", "display": "Laboratory"}]})
+            categories.append(
+                {"coding": [{"system": OBSERVATION_CATEGORY, "code": "laboratory", "display": "Laboratory"}]}
+            )
         elif self.category_code == "HRAD":
             categories.append({"coding": [{"system": OBSERVATION_CATEGORY, "code": "imaging", "display": "Imaging"}]})
         heading = self.child(self.child(el, "TextResult"), "Heading")
@@ -1256,10 +1291,16 @@ class _Report:
         res["code"] = item.code
         if self.patient_ref:
             res["subject"] = self.patient_ref
-        # effective
-        specimen_url, collected = self.item_specimen(item)
-        inv_date = self.moment(el, "InvDate")
-        eff = collected or inv_date or (item.parent.effective if item.parent else None)
+        # effective: own sampling/investigation time, else the nearest ancestor's, else the earliest
+        # among the item's own members, else the report's dates
+        specimen_url = item.specimen_url
+        eff = item.own_moment
+        node = item.parent
+        while eff is None and node is not None:
+            eff, node = node.own_moment, node.parent
+        if eff is None:
+            below = [m for m in self.descendant_moments(item) if m is not None]
+            eff = min(below, key=lambda m: m.at) if below else None
         if eff is None:
             eff = self.issue_date or self.m.gen_date
             if eff is not None and not self.fallback_warned:
@@ -1322,6 +1363,25 @@ class _Report:
                 res["extension"].append(_other_info("Strukturert info", text))
         item.resource = res
 
+    def place(self, item: Item) -> None:
+        """Specimen and own time (sampling time, else investigation time) of a result."""
+        item.specimen_url, collected = self.item_specimen(item)
+        inv_date = self.moment(item.el, "InvDate")
+        item.own_moment = collected or inv_date
+
+    def descendant_moments(self, item: Item) -> list[Moment | None]:
+        out: list[Moment | None] = []
+        seen: set[int] = set()
+        stack = list(item.children + item.members)
+        while stack:
+            it = stack.pop()
+            if id(it) in seen:
+                continue
+            seen.add(id(it))
+            out.append(it.own_moment)
+            stack.extend(it.children + it.members)
+        return out
+
     def observation_status(self, el: etree._Element) -> str:
         if self.cancelled:
             return "cancelled"
@@ -1339,16 +1399,21 @@ class _Report:
         refs = [(r.text or "").strip() for r in self.kids(item.el, "RefAnalysedSubject") if (r.text or "").strip()]
         if refs:
             if len(refs) > 1:
-                self.warning("X99", where(item.el, "RefAnalysedSubject"), "several specimens referenced; the first is used")
+                self.warning(
+                    "X99", where(item.el, "RefAnalysedSubject"), "several specimens referenced; the first is used"
+                )
             found = self.specimens.get(refs[0])
             if found is None:
-                self.error("X99", where(item.el, "RefAnalysedSubject"), f"refers to specimen '{refs[0]}', which is not in the report")
+                self.error(
+                    "X99",
+                    where(item.el, "RefAnalysedSubject"),
+                    f"refers to specimen '{refs[0]}', which is not in the report",
+                )
                 return None, None
             return found[0], found[1]
-        if item.parent is not None:
-            parent_spec = item.parent.resource.get("specimen", {}).get("reference") if item.parent.resource else None
-            if parent_spec:
-                return parent_spec, next((s[1] for s in self.specimens.values() if s[0] == parent_spec), None)
+        if item.parent is not None and item.parent.specimen_url:
+            parent_spec = item.parent.specimen_url
+            return parent_spec, next((s[1] for s in self.specimens.values() if s[0] == parent_spec), None)
         if len(self.specimens) == 1:
             url, collected, _ = next(iter(self.specimens.values()))
             return url, collected
@@ -1479,7 +1544,14 @@ class _Report:
         if diag is not None:
             parts = [_cs_display(self.child(diag, "Concept"))]
             for mod in self.kids(diag, "Modifier"):
-                parts.append(" ".join(x for x in [_cs_display(self.child(mod, "Name"))] + [_cs_display(v) for v in self.kids(mod, "Value")] if x))
+                parts.append(
+                    " ".join(
+                        x
+                        for x in [_cs_display(self.child(mod, "Name"))]
+                        + [_cs_display(v) for v in self.kids(mod, "Value")]
+                        if x
+                    )
+                )
             text = "; ".join(p for p in parts if p)
             if text:
                 notes.append(_annotation(f"Diagnostisk kommentar: {text}"))
@@ -1565,9 +1637,21 @@ class _Report:
         sr = self.sr
         tags = []
         if self.serv_type in codes.SERV_TYPE_7309:
-            tags.append({"system": codes.kodeverk_system("7309"), "code": self.serv_type, "display": codes.SERV_TYPE_7309[self.serv_type]})
+            tags.append(
+                {
+                    "system": codes.kodeverk_system("7309"),
+                    "code": self.serv_type,
+                    "display": codes.SERV_TYPE_7309[self.serv_type],
+                }
+            )
         if status_code in codes.REPORT_STATUS_7306:
-            tags.append({"system": codes.kodeverk_system("7306"), "code": status_code, "display": codes.REPORT_STATUS_7306[status_code]})
+            tags.append(
+                {
+                    "system": codes.kodeverk_system("7306"),
+                    "code": status_code,
+                    "display": codes.REPORT_STATUS_7306[status_code],
+                }
+            )
         dr: dict[str, Any] = {"resourceType": "DiagnosticReport"}
         if tags:
             dr["meta"] = {"tag": tags}
@@ -1599,7 +1683,14 @@ class _Report:
         if report_kind == "ServReportId" and report_value:
             idents.append(_ident("ServReportId", self.idsys("ServReportId"), report_value, use="official"))
         if req_id:
-            idents.append(_ident("ServReqId", self.idsys("ServReqId"), req_id, use="official" if report_kind == "ServReqId" else "secondary"))
+            idents.append(
+                _ident(
+                    "ServReqId",
+                    self.idsys("ServReqId"),
+                    req_id,
+                    use="official" if report_kind == "ServReqId" else "secondary",
+                )
+            )
         if self.m.msg_id:
             idents.append(_ident("MsgId", self.idsys("MsgId"), self.m.msg_id, use="secondary"))
         if not any(i["type"]["coding"][0]["code"] == report_kind for i in idents):
@@ -1611,8 +1702,17 @@ class _Report:
         if msg_descr in codes.MSG_DESCR_8202:
             display, main = codes.MSG_DESCR_8202[msg_descr]
             if main:
-                dr["category"] = [{"coding": [{"system": codes.MAIN_EXPERTISE_SYSTEM, "code": main, "display": codes.MAIN_EXPERTISE[main]}]}]
-            dr["code"] = {"coding": [{"system": codes.kodeverk_system("8202"), "code": msg_descr, "display": display}], "text": display}
+                dr["category"] = [
+                    {
+                        "coding": [
+                            {"system": codes.MAIN_EXPERTISE_SYSTEM, "code": main, "display": codes.MAIN_EXPERTISE[main]}
+                        ]
+                    }
+                ]
+            dr["code"] = {
+                "coding": [{"system": codes.kodeverk_system("8202"), "code": msg_descr, "display": display}],
+                "text": display,
+            }
         else:
             dr["code"] = {"text": msg_descr or "Svarrapport"}
         if self.patient_ref:
@@ -1656,7 +1756,11 @@ class _Report:
                 level = min(depth + 2, 6)
                 parts.append(f"<h{level}>{html.escape(title)}</h{level}>")
             heading = self.child(self.child(it.el, "TextResult"), "Heading")
-            if heading is not None and heading.get("DN") and not (it.code or {}).get("coding", [{}])[0].get("code") == heading.get("V"):
+            if (
+                heading is not None
+                and heading.get("DN")
+                and (it.code or {}).get("coding", [{}])[0].get("code") != heading.get("V")
+            ):
                 parts.append(f"<p><b>{html.escape(heading.get('DN'))}</b></p>")
             parts.extend(it.html)
             for member in it.children + it.members:
@@ -1710,4 +1814,3 @@ def _parse_range(descr: str, quantity: dict[str, Any]) -> dict[str, Any]:
     if m := _BOUND.match(descr):
         return {"high": q(m.group(2))} if m.group(1) == "<" else {"low": q(m.group(2))}
     return {}
-

@@ -88,8 +88,7 @@ _PARSER = secure_parser()
 @functools.cache
 def validator() -> etree.XMLSchema:
     imports = "".join(
-        f'<import namespace="{ns}" schemaLocation="{(SCHEMA_DIR / f).as_uri()}"/>'
-        for ns, f in SCHEMA_FILES.items()
+        f'<import namespace="{ns}" schemaLocation="{(SCHEMA_DIR / f).as_uri()}"/>' for ns, f in SCHEMA_FILES.items()
     )
     wrapper = f'<schema xmlns="{NS_XSD}" targetNamespace="urn:kjerne:svarrapport-schemas">{imports}</schema>'
     doc = etree.fromstring(wrapper.encode(), _schema_parser(), base_url=SCHEMA_DIR.as_uri() + "/")
@@ -125,6 +124,7 @@ class _ModelBuilder:
         self.globals = {e.get("name"): e for e in self.doc if _is(e, "element")}
         self.types = {e.get("name"): e for e in self.doc if _is(e, "complexType")}
         self.memo: dict[int, Decl] = {}
+        self.keep: list[etree._Element] = []  # lxml proxies must stay alive for id() keys to stay unique
 
     def decl(self, node: etree._Element) -> Decl:
         if node.get("ref"):
@@ -138,6 +138,7 @@ class _ModelBuilder:
             return self.memo[key]
         d = Decl(node.get("name"), self.tns)
         self.memo[key] = d
+        self.keep.append(node)
         typ = node.get("type")
         if typ:
             prefix, local = _split_qname(typ)
@@ -301,7 +302,9 @@ def parse(xml: bytes) -> etree._ElementTree:
     try:
         root = etree.fromstring(xml, _PARSER)
     except etree.XMLSyntaxError as exc:
-        raise SvarrapportFormatError("T01", "Message", f"not well-formed XML: {exc}") from None
+        raise SvarrapportFormatError(
+            "T01", "Message", "not well-formed XML: " + re.sub(r" \(<string>, line \d+\)$", "", str(exc))
+        ) from None
     return root.getroottree()
 
 

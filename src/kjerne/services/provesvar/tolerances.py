@@ -47,7 +47,7 @@ TOLERANCES: dict[str, Tolerance] = {
         ),
         Tolerance(
             "T02-EMPTY-DATE",
-            "Empty date/time value (V=\"\")",
+            'Empty date/time value (V="")',
             "A date/time element is present with an empty V attribute.",
             "Treated as absent. If the element is required (ServReport/IssueDate) T03 applies as well.",
         ),
@@ -68,7 +68,7 @@ TOLERANCES: dict[str, Tolerance] = {
             "T05-DECIMAL-COMMA",
             "Decimal comma in a numeric value",
             "A numeric V attribute is written with a Norwegian decimal comma and otherwise matches a "
-            "decimal number exactly (e.g. V=\"6,0\").",
+            'decimal number exactly (e.g. V="6,0").',
             "Read as the decimal number (6.0).",
         ),
         Tolerance(
@@ -108,8 +108,13 @@ TOLERANCES: dict[str, Tolerance] = {
             "T11-DATETIME-VARIANT",
             "Date/time written in a common non-XSD form",
             "A date/time is 'YYYY-MM-DD hh:mm[:ss]', 'YYYY-MM-DDThh:mm' or 'DD.MM.YYYY[ hh:mm[:ss]]'.",
-            "Read as the same date/time; times without zone are Norwegian local time, as for every KITH "
-            "message.",
+            "Read as the same date/time; times without zone are Norwegian local time, as for every KITH message.",
+        ),
+        Tolerance(
+            "T13-NIN-SEPARATOR",
+            "National identity number split in two",
+            "Patient/OffId is six digits, one space, dot or hyphen, and five digits (e.g. '131169 00216').",
+            "The separator is removed; the eleven digits must then pass the usual check-digit test.",
         ),
         Tolerance(
             "T12-BOOLEAN-VARIANT",
@@ -121,9 +126,23 @@ TOLERANCES: dict[str, Tolerance] = {
 }
 
 
+# AppRec error code (kodeverk 8221) used when a tolerance is reported: schema deviations are "XML validerer
+# ikke", other format deviations "Annen feil på format", the date fallback "Annen feil".
+_APPREC_CODE = {
+    "T01-ELEMENT-ORDER": "T02",
+    "T02-EMPTY-DATE": "T02",
+    "T03-MISSING-ISSUEDATE": "T02",
+    "T04-RELSERVPROV-WITHOUT-HCP": "T02",
+    "T05-DECIMAL-COMMA": "T02",
+    "T11-DATETIME-VARIANT": "T02",
+    "T12-BOOLEAN-VARIANT": "T02",
+    "T10-NO-SAMPLING-TIME": "X99",
+}
+
+
 def warn(tolerance_id: str, where_: str, text: str) -> Fault:
     assert tolerance_id in TOLERANCES, tolerance_id
-    return Fault("T99" if tolerance_id != "T10-NO-SAMPLING-TIME" else "X99", where_, text, tolerance_id)
+    return Fault(_APPREC_CODE.get(tolerance_id, "T99"), where_, text, tolerance_id)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -144,9 +163,7 @@ class Moment:
     tolerance: str | None = None
 
 
-_XSD_DATETIME = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$"
-)
+_XSD_DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
 _XSD_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(Z|[+-]\d{2}:\d{2})?$")
 _XSD_YEAR_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _XSD_YEAR = re.compile(r"^(\d{4})$")
@@ -154,7 +171,9 @@ _VARIANT_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T])(\d{2}):(\d{2})(?::(
 _VARIANT_NO = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4})(?: (\d{2}):(\d{2})(?::(\d{2}))?)?$")
 
 
-def _aware(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0, tz: str | None = None) -> dt.datetime:
+def _aware(
+    y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0, tz: str | None = None
+) -> dt.datetime:
     if tz is None:
         return dt.datetime(y, mo, d, h, mi, s, us, tzinfo=OSLO)
     if tz == "Z":
@@ -230,9 +249,7 @@ class Number:
 
     def as_json(self) -> int | float:
         """FHIR decimal as a JSON number (integers stay integers)."""
-        if self.value == self.value.to_integral_value() and "." not in str(self.value) and "E" not in str(
-            self.value
-        ):
+        if self.value == self.value.to_integral_value() and "." not in str(self.value) and "E" not in str(self.value):
             return int(self.value)
         return float(self.value)
 
@@ -265,7 +282,8 @@ def read_bool(value: str | None) -> tuple[bool, str | None] | None:
     raise ValueProblem(f"'{value}' is not a boolean")
 
 
-_GROUPED_DIGITS = re.compile(r"^\d{1,3}(?:[. ]\d{3})+$")
+_GROUPED_DIGITS = re.compile(r"^\d+(?:[. ]\d+)+$")
+_SPLIT_NIN = re.compile(r"^(\d{6})[ .-](\d{5})$")
 
 
 def read_register_id(value: str) -> tuple[str, str | None]:
@@ -273,6 +291,14 @@ def read_register_id(value: str) -> tuple[str, str | None]:
     v = value.strip()
     if _GROUPED_DIGITS.match(v):
         return re.sub(r"[. ]", "", v), "T06-ID-GROUPING"
+    return v, None
+
+
+def read_national_id(value: str) -> tuple[str, str | None]:
+    """Patient/OffId: '131169 00216' -> '13116900216' (birth date and personal number split)."""
+    v = value.strip()
+    if m := _SPLIT_NIN.match(v):
+        return m.group(1) + m.group(2), "T13-NIN-SEPARATOR"
     return v, None
 
 
