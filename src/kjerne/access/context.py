@@ -30,6 +30,9 @@ class AccessContext(Protocol):
     def read_filter(self, res_type: str, table: Table) -> ColumnElement[bool] | None:
         """A predicate on `resource`/`resource_history` rows this caller may see; None means all."""
 
+    def check_read(self, res_type: str, action: str) -> None:
+        """Raise FhirError (403) when this caller may not read the type at all (scopes)."""
+
     def check_write(self, action: str, res_type: str, resource: dict[str, Any] | None) -> None:
         """Raise FhirError (403) when this caller may not make the write."""
 
@@ -47,6 +50,9 @@ class Unrestricted:
     """The platform itself: loading demo data, imports by an operator, migrations."""
 
     def read_filter(self, res_type: str, table: Table) -> ColumnElement[bool] | None:
+        return None
+
+    def check_read(self, res_type: str, action: str) -> None:
         return None
 
     def check_write(self, action: str, res_type: str, resource: dict[str, Any] | None) -> None:

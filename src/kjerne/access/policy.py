@@ -156,8 +156,16 @@ class AccessPolicy:
         return view
 
     # -- the read decision, as SQL ---------------------------------------------------------------
+    def check_read(self, res_type: str, action: str) -> None:
+        """403 when the token's scopes do not allow reading this type at all."""
+        wanted = "search" if action == "search" else "read"
+        if res_type != "*" and not self.principal.can(res_type, wanted) and not self.principal.can(res_type, "read"):
+            raise FhirError.of(403, "forbidden", f"the token's scopes do not allow reading {res_type}")
+
     def read_filter(self, res_type: str, table: Any) -> ColumnElement[bool] | None:
         kind = self.principal.kind
+        if res_type != "*" and not self.principal.can(res_type, "read"):
+            return false()
         directory = and_(table.c.patient.is_(None), table.c.res_type.in_(DIRECTORY_TYPES))
         if kind == "system":
             return false()

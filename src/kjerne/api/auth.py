@@ -19,7 +19,6 @@ from kjerne.config import Settings
 from kjerne.fhir.outcome import FhirError, Issue
 from kjerne.store.repository import Repository
 
-
 DEV_ISSUER = "urn:kjerne:dev-issuer"
 
 

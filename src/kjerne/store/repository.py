@@ -84,9 +84,16 @@ class Repository:
     def _record(self, conn: Connection, rec: AccessRecord) -> None:
         self.access.record(conn, rec)
 
+    def _check_read(self, res_type: str | None, action: str, ref: str) -> None:
+        try:
+            self.access.check_read(res_type or "*", action)
+        except FhirError as err:
+            raise self.deny(AccessRecord(action, res_type, "denied", [ref]), err) from None
+
     # -- reads --------------------------------------------------------------------------------
     def read(self, res_type: str, res_id: str) -> Stored:
         check_type(res_type)
+        self._check_read(res_type, "read", f"{res_type}/{res_id}")
         with self.write_tx() as conn:
             row = self._visible_current(conn, res_type, res_id)
             if row is not None:
@@ -108,6 +115,7 @@ class Repository:
 
     def vread(self, res_type: str, res_id: str, version: int) -> Stored:
         check_type(res_type)
+        self._check_read(res_type, "vread", f"{res_type}/{res_id}")
         with self.write_tx() as conn:
             found = None
             for table in (resource, resource_history):
@@ -135,6 +143,7 @@ class Repository:
         return self.run_search(req)
 
     def run_search(self, req: SearchRequest) -> SearchResult:
+        self._check_read(req.res_type, "search", req.res_type)
         ctx = BuildContext(self.base_url, now_us())
         with self.write_tx() as conn:
             page = builder.run(conn, req, ctx, self._filter)
@@ -165,6 +174,7 @@ class Repository:
         """Versions newest first. Paging is keyset on (last_updated, rid, version)."""
         if res_type:
             check_type(res_type)
+        self._check_read(res_type, "history", f"{res_type or ''}/{res_id or ''}")
         count = max(1, min(count, 1000))
         after = decode(cursor) if cursor else None
         selects = []
