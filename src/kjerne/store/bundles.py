@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
-
 from kjerne.access.context import AccessRecord
 from kjerne.fhir.model import resource_types
-from kjerne.fhir.outcome import FhirError, Issue, invalid, operation_outcome
+from kjerne.fhir.outcome import FhirError, Issue, invalid
 from kjerne.store.repository import Repository, _type_of
 from kjerne.store.writer import WriteResult, new_id
 
@@ -160,9 +157,7 @@ class BundleProcessor:
             problems: list[Issue] = []
             for i, method, e in plan:
                 if method in ("POST", "PUT") and i in targets:
-                    e["resource"] = _rewrite(
-                        copy.deepcopy(e["resource"]), mapping, f"Bundle.entry[{i}].resource", problems
-                    )
+                    e["resource"] = _rewrite(e["resource"], mapping, f"Bundle.entry[{i}].resource", problems)
             if problems:
                 raise FhirError(400, problems)
             for i, method, e in sorted(plan, key=lambda p: _ORDER[p[1]]):
@@ -311,5 +306,3 @@ _REASON = {
     413: "Payload Too Large",
     422: "Unprocessable Entity",
 }
-
-__all__ = ["BundleProcessor", "check_full_urls", "operation_outcome", "orjson"]

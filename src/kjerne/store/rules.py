@@ -174,6 +174,7 @@ def after_consent(writer: Writer, consent: dict[str, Any], patient: str | None, 
         now = dt.datetime.now(dt.UTC)
         restriction = r.patient_restriction(consent, patient, now)
         if restriction is not None:
+            writer.flush()
             purge_service_data(writer.conn, patient, restriction.services)
             writer.reservations.pop(patient, None)
         return
