@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,9 +236,7 @@ def pvk_codes(body: dict[str, Any]) -> set[str]:
 
 
 def security_codes(res: dict[str, Any]) -> set[str]:
-    return {
-        c.get("code") for c in (res.get("meta") or {}).get("security", []) if c.get("system") == RESTRICTION_SYSTEM
-    }
+    return {c.get("code") for c in (res.get("meta") or {}).get("security", []) if c.get("system") == RESTRICTION_SYSTEM}
 
 
 def next_link(bundle: dict[str, Any]) -> str | None:
@@ -264,7 +262,9 @@ def event_patients(event: dict[str, Any]) -> set[str]:
 
 
 def event_codes(event: dict[str, Any], system: str) -> set[str]:
-    return {c.get("code") for p in event.get("purposeOfEvent", []) for c in p.get("coding", []) if c.get("system") == system}
+    return {
+        c.get("code") for p in event.get("purposeOfEvent", []) for c in p.get("coding", []) if c.get("system") == system
+    }
 
 
 # -- the database under the app -----------------------------------------------------------------------------
@@ -341,7 +341,7 @@ class Caller:
         res_type: str,
         params: Any = None,
         *,
-        person_id: str | None | bool = True,
+        person_id: str | bool | None = True,
         post: bool = False,
         status: int = 200,
     ) -> dict[str, Any]:
@@ -411,7 +411,7 @@ class World:
 
     api: Api
     patients: dict[str, str] = field(default_factory=dict)  # fnr → Patient id
-    _hp_pids: Iterable[str] = field(default_factory=lambda: iter(persons(200, born=dt.date(1966, 2, 8), start=10)))
+    _hp_pids: Iterator[str] = field(default_factory=lambda: iter(persons(200, born=dt.date(1966, 2, 8), start=10)))
 
     @property
     def client(self) -> TestClient:
@@ -436,7 +436,7 @@ class World:
         name: str | None = None,
         pid: str | None = None,
     ) -> Caller:
-        pid = pid or next(iter(self._hp_pids))
+        pid = pid or next(self._hp_pids)
         token = self.api.dev.practitioner_token(
             hpr=hpr,
             pid=pid,

@@ -8,6 +8,8 @@ from api_helpers import (
     FNR,
     FNR_1,
     FNR_2,
+    ORG_1,
+    ORGNR,
     assert_outcome,
     count,
     create,
@@ -240,7 +242,10 @@ def test_batch_entries_are_independent(client: TestClient) -> None:
 def test_batch_entry_errors_do_not_stop_later_entries(client: TestClient) -> None:
     existing = create(client, patient(FNR_1))
     bundle = tx(
-        {"resource": {**existing, "gender": "male"}, "request": {"method": "PUT", "url": f"Patient/{existing['id']}", "ifMatch": 'W/"5"'}},
+        {
+            "resource": {**existing, "gender": "male"},
+            "request": {"method": "PUT", "url": f"Patient/{existing['id']}", "ifMatch": 'W/"5"'},
+        },
         {"request": {"method": "GET", "url": "Patient/finnes-ikke"}},
         {"resource": {"resourceType": "Organization", "name": "X"}, "request": {"method": "POST", "url": "Patient"}},
         post(glucose("urn:uuid:11111111-1111-4111-8111-111111111111")),
@@ -264,3 +269,30 @@ def test_batch_conditional_create(client: TestClient) -> None:
     assert status(send(client, bundle).json()["entry"][0]) == 201
     assert status(send(client, bundle).json()["entry"][0]) == 200
     assert count(client, "Patient") == 1
+
+
+def test_conditional_update_and_delete_in_a_transaction(client: TestClient) -> None:
+    existing = create(client, patient(FNR_1, family="Gammel"))
+    org = create(client, organization())
+    bundle = tx(
+        put_entry(patient(FNR_1, family="Ny"), f"Patient?identifier={FNR}|{FNR_1}"),
+        put_entry(patient(FNR_2, family="Helt Ny"), f"Patient?identifier={FNR}|{FNR_2}"),
+        {"request": {"method": "DELETE", "url": f"Organization?identifier={ORGNR}|{ORG_1}"}},
+    )
+    r = send(client, bundle)
+    assert r.status_code == 200, r.text
+    assert [status(e) for e in r.json()["entry"]] == [200, 201, 204]
+    updated = client.get(f"/fhir/Patient/{existing['id']}")
+    assert updated.headers["etag"] == 'W/"2"'
+    assert updated.json()["name"][0]["family"] == "Ny"
+    assert count(client, "Patient") == 2
+    assert client.get(f"/fhir/Organization/{org['id']}").status_code == 410
+
+
+def test_conditional_create_in_a_transaction_with_several_matches_is_412(client: TestClient) -> None:
+    create(client, patient(FNR_1, family="Lie"))
+    create(client, patient(FNR_2, family="Lie"))
+    bundle = tx(post(organization()), post(patient(None, family="Lie"), if_none_exist="family=Lie"))
+    assert_outcome(send(client, bundle), 412)
+    assert count(client, "Patient") == 2
+    assert count(client, "Organization") == 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-from starlette.testclient import TestClient
-
 from api_helpers import (
     BASE_PATH,
     FNR,
@@ -20,6 +18,7 @@ from api_helpers import (
     patient,
     put,
 )
+from starlette.testclient import TestClient
 
 
 def _history(client: TestClient, path: str, **params: str) -> dict:
@@ -302,9 +301,7 @@ def test_type_history_covers_every_version_of_every_resource(client: TestClient)
     create(client, glucose(f"Patient/{a['id']}"))  # another type: not in Patient's history
     bundle = _history(client, "Patient")
     got = [(e["fullUrl"].rsplit("/", 1)[1], e["response"]["etag"]) for e in bundle["entry"]]
-    assert sorted(got) == sorted(
-        [(a["id"], 'W/"1"'), (a["id"], 'W/"2"'), (b["id"], 'W/"1"'), (b["id"], 'W/"2"')]
-    )
+    assert sorted(got) == sorted([(a["id"], 'W/"1"'), (a["id"], 'W/"2"'), (b["id"], 'W/"1"'), (b["id"], 'W/"2"')])
     # newest first
     assert got[0] == (b["id"], 'W/"2"')
     modified = [e["response"]["lastModified"] for e in bundle["entry"]]

@@ -210,22 +210,23 @@ def test_count_zero_gives_no_entries(client: TestClient) -> None:
     assert bundle["total"] == 2
 
 
-def test_walking_previous_links_back_gives_the_same_pages(client: TestClient) -> None:
+@pytest.mark.parametrize("sort", [None, "birthdate", "-birthdate", "-_id", "family"])
+def test_walking_previous_links_back_gives_the_same_pages(client: TestClient, sort: str | None) -> None:
     _make(client, 11)
-    for sort in (None, "-birthdate", "family"):
-        query = "/fhir/Patient?_count=4" + (f"&_sort={sort}" if sort else "")
-        forward = _walk(client, query)
-        assert len(forward) == 3
-        back = [forward[-1]]
-        url = link(forward[-1], "previous")
-        while url:
-            page = follow(client, url)
-            back.append(page)
-            url = link(page, "previous")
-        assert [ids(p) for p in reversed(back)] == [ids(p) for p in forward], sort
-        # and from a page reached backwards, next goes forward again
-        again = follow(client, link(back[-1], "next"))  # type: ignore[arg-type]
-        assert ids(again) == ids(forward[1])
+    query = "/fhir/Patient?_count=4" + (f"&_sort={sort}" if sort else "")
+    forward = _walk(client, query)
+    assert [len(ids(p)) for p in forward] == [4, 4, 3]
+    back = [forward[-1]]
+    url = link(forward[-1], "previous")
+    while url:
+        page = follow(client, url)
+        back.append(page)
+        url = link(page, "previous")
+        assert len(back) < 10
+    assert [ids(p) for p in reversed(back)] == [ids(p) for p in forward]
+    # and from a page reached backwards, next goes forward again
+    again = follow(client, link(back[-1], "next"))  # type: ignore[arg-type]
+    assert ids(again) == ids(forward[1])
 
 
 def _paged_walk_with_writes(client: TestClient, sort: str | None) -> None:
@@ -379,4 +380,3 @@ def test_malformed_values_are_400(client: TestClient, res_type: str, name: str, 
 
 def test_search_on_an_unknown_type_is_4xx(client: TestClient) -> None:
     assert_outcome(client.get("/fhir/Pasient", params={"name": "x"}), (400, 404))
-

@@ -105,9 +105,7 @@ def test_token_or_values_and_and_parameters(client: TestClient, people: dict[str
 
 def test_token_not(client: TestClient, people: dict[str, str]) -> None:
     # :not includes resources that have no value at all
-    assert search_ids(client, "Patient", {"gender:not": "male"}) == by_name(
-        people, "berg", "haugberg", "dnr", "local"
-    )
+    assert search_ids(client, "Patient", {"gender:not": "male"}) == by_name(people, "berg", "haugberg", "dnr", "local")
     assert search_ids(client, "Patient", {"gender:not": "male,female"}) == by_name(people, "haugberg", "dnr", "local")
 
 
@@ -505,7 +503,10 @@ def test_tag_profile_security(client: TestClient) -> None:
     assert search_ids(client, "Patient", {"_profile": "http://hl7.no/fhir/StructureDefinition/no-basis"}) == set()
     conf = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R"
     assert search_ids(client, "Patient", {"_security": conf}) == {a}
-    assert search_ids(client, "Patient", {"_security": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality|N"}) == set()
+    assert (
+        search_ids(client, "Patient", {"_security": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality|N"})
+        == set()
+    )
 
 
 def _fresh(client: TestClient, res: dict[str, Any]) -> str:

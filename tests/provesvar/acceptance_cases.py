@@ -830,7 +830,7 @@ CASES: tuple[AcceptanceCase, ...] = (
             ("Gentamicin", "code:S", None),
             ("Trimetoprim.sulfa", "code:S", None),
             ("Nitrofurantoin", "code:S", None),
-            (" Amoxicillin/clavulanic ", "code:I", None),
+            ("Amoxicillin/clavulanic", "code:I", None),
             ("Penicillin-G", "code:R", None),
             ("Oxacillin", "code:R", None),
             ("Cefalexin", "code:R", None),
@@ -1353,7 +1353,7 @@ CASES: tuple[AcceptanceCase, ...] = (
         expect="accept-with-warning",
         fault="T13-NIN-SEPARATOR",
         where="Patient/OffId",
-        patient="131169 00216",
+        patient="13116900216",
         status="amended",
         report_code="HIST",
         results=(

@@ -35,11 +35,7 @@ def find_attestation(claims: Mapping[str, Any]) -> dict[str, Any] | None:
     """The attestation object from verified token claims, or None when the token carries none."""
     details = claims.get("authorization_details")
     if details is not None:
-        found = [
-            entry
-            for entry in _objects(details, "authorization_details")
-            if entry.get("type") == ATTESTATION_TYPE
-        ]
+        found = [entry for entry in _objects(details, "authorization_details") if entry.get("type") == ATTESTATION_TYPE]
         if len(found) > 1:
             raise AttestationError("the token carries more than one tillitsrammeverk attestation")
         if found:

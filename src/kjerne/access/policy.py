@@ -389,4 +389,3 @@ def _owner_hpr(consent: dict[str, Any]) -> str | None:
         if ident.get("system") == OID_HPR:
             return ident.get("value")
     return None
-

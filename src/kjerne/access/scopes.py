@@ -141,7 +141,5 @@ class Scopes:
         means no restricted grant exists. Check ``allows`` first: an unrestricted grant wins.
         """
         return [
-            dict(scope.query)
-            for scope in self.grants
-            if scope.query and scope.covers(context, resource_type, action)
+            dict(scope.query) for scope in self.grants if scope.query and scope.covers(context, resource_type, action)
         ]

@@ -311,9 +311,7 @@ class TokenVerifier:
         self._check_registered_claims(unverified, config)
         return unverified
 
-    def _check_signature(
-        self, obj: jws.CompactSignature, source: JwksSource, alg: str, kid: str | None
-    ) -> None:
+    def _check_signature(self, obj: jws.CompactSignature, source: JwksSource, alg: str, kid: str | None) -> None:
         candidates = _candidates(source.keys(), alg, kid)
         if not candidates and kid is not None:
             candidates = _candidates(source.keys(refresh=True), alg, kid)

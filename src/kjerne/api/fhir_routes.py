@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -49,6 +50,15 @@ def scope_to_person(
     if param is None:
         raise invalid(f"{res_type} has no patient to scope by person-id")
     return [*pairs, (param, ",".join(f"Patient/{i}" for i in ids))]
+
+
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def checked_id(value: str) -> str:
+    if not _ID.fullmatch(value):
+        raise invalid(f"'{value[:80]}' is not a valid FHIR id", "id")
+    return value
 
 
 def repo_for(request: Request) -> Repository:
@@ -128,7 +138,7 @@ async def type_root(request: Request) -> FhirResponse:
 
 
 async def instance(request: Request) -> FhirResponse:
-    res_type, res_id = request.path_params["type"], request.path_params["id"]
+    res_type, res_id = request.path_params["type"], checked_id(request.path_params["id"])
     if request.method == "PUT":
         body = await json_body(request, settings(request).max_body_bytes)
     repo = await run_in_threadpool(repo_for, request)
@@ -149,7 +159,8 @@ async def instance(request: Request) -> FhirResponse:
 async def vread(request: Request) -> FhirResponse:
     p = request.path_params
     vid = p["vid"]
-    if not vid.isdigit():
+    checked_id(p["id"])
+    if not vid.isdigit() or len(vid) > 9:
         raise FhirError.of(404, "not-found", f"version '{vid}' is not known")
     repo = await run_in_threadpool(repo_for, request)
     s = await run_in_threadpool(repo.vread, p["type"], p["id"], int(vid))
@@ -182,7 +193,7 @@ def _history_bundle(request: Request, rows: list[Stored], next_key: tuple[int, i
         pairs = [(k, v) for k, v in request.query_params.multi_items() if k != "_cursor"]
         from urllib.parse import urlencode
 
-        pairs.append(("_cursor", Cursor(next_key, 0, 0).encode()))
+        pairs.append(("_cursor", Cursor(keys=next_key).encode()))
         links.append(
             {
                 "relation": "next",
@@ -199,6 +210,8 @@ async def history(request: Request) -> FhirResponse:
     from kjerne.store.indexing import date_range
 
     p = request.path_params
+    if "id" in p:
+        checked_id(p["id"])
     q = request.query_params
     since = None
     if q.get("_since"):

@@ -29,9 +29,7 @@ Resource = dict[str, Any]
 MAX_BUNDLE_ENTRIES = 400
 
 
-def generate(
-    seed: int = 1, persons: int = 60, years: int = 4, today: dt.date | None = None
-) -> Iterator[dict]:
+def generate(seed: int = 1, persons: int = 60, years: int = 4, today: dt.date | None = None) -> Iterator[dict]:
     """Transaction bundles: the directory, then each citizen's records, over `years` years up to `today`."""
     today = today or dt.date.today()
     yield _bundle("demo-bundle-directory", directory())
@@ -54,8 +52,7 @@ def _bundle(bundle_id: str, items: list[Resource]) -> dict:
         "id": bundle_id,
         "type": "transaction",
         "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-            for r in items
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in items
         ],
     }
 
@@ -153,12 +150,16 @@ def _lab_category() -> list[dict]:
 
 
 def _lab_report_code() -> dict:
-    return _concept(_coding(cat.KV_8202, "CLIN", "Medisinsk biokjemi"),
-                    _coding(cat.LOINC, "11502-2", "Laboratory report"), text="Medisinsk biokjemi")
+    return _concept(
+        _coding(cat.KV_8202, "CLIN", "Medisinsk biokjemi"),
+        _coding(cat.LOINC, "11502-2", "Laboratory report"),
+        text="Medisinsk biokjemi",
+    )
 
 
 def _observation_category(code: str) -> list[dict]:
     return [_concept(_coding(cat.OBS_CATEGORY, code, _OBSERVATION_CATEGORY[code]))]
+
 
 # --- the directory ------------------------------------------------------------------------------------
 
@@ -187,8 +188,9 @@ def _organization(o: cat.OrgSpec) -> Resource:
         "active": True,
         "type": [_concept(_coding(cat.ORG_TYPE, o.type_code, cat.ORG_TYPE_DISPLAY[o.type_code]), text=o.type_text)],
         "name": o.name,
-        "address": [{"use": "work", "type": "physical", "line": [line], "city": city, "postalCode": postcode,
-                     "country": "NO"}],
+        "address": [
+            {"use": "work", "type": "physical", "line": [line], "city": city, "postalCode": postcode, "country": "NO"}
+        ],
     }
     if o.part_of:
         out["partOf"] = _org_ref(o.part_of)
@@ -196,9 +198,14 @@ def _organization(o: cat.OrgSpec) -> Resource:
 
 
 def _practitioner(p: cat.PractitionerSpec, fnr: str) -> Resource:
-    qualifications = [{"code": _concept(
-        _coding(cat.KV_9060, p.category, cat.HEALTH_PERSONNEL_CATEGORY[p.category]),
-        text=cat.HEALTH_PERSONNEL_CATEGORY[p.category])}]
+    qualifications = [
+        {
+            "code": _concept(
+                _coding(cat.KV_9060, p.category, cat.HEALTH_PERSONNEL_CATEGORY[p.category]),
+                text=cat.HEALTH_PERSONNEL_CATEGORY[p.category],
+            )
+        }
+    ]
     if p.specialty:
         code, display = p.specialty
         codings = [_coding(cat.KV_7426, code, display)] if code else []
@@ -206,8 +213,7 @@ def _practitioner(p: cat.PractitionerSpec, fnr: str) -> Resource:
     return {
         "resourceType": "Practitioner",
         "id": p.id,
-        "identifier": [{"use": "official", "system": OID_HPR, "value": p.hpr},
-                       {"system": OID_FNR, "value": fnr}],
+        "identifier": [{"use": "official", "system": OID_HPR, "value": p.hpr}, {"system": OID_FNR, "value": fnr}],
         "active": True,
         "name": [{"use": "official", "family": p.family, "given": p.given.split()}],
         "gender": p.gender,
@@ -234,10 +240,26 @@ def _practitioner_role(p: cat.PractitionerSpec) -> Resource:
 # --- one citizen's life -------------------------------------------------------------------------------
 
 _LAB_REQUESTED_BY_HOSPITAL = ("heart_failure", "ckd")
-_CV = {"tsh": 0.15, "ferritin": 0.12, "tg": 0.15, "alat": 0.12, "gt": 0.1, "ntprobnp": 0.2, "psa": 0.1,
-       "b12": 0.1, "gluc": 0.08, "lpk": 0.1, "tpk": 0.08, "creat": 0.05, "hba1c": 0.03, "na": 0.008, "k": 0.04}
-_AMENDMENT_NOTE = ("Korrigert svar. Resultatet er endret etter kontroll av analysen; tidligere utsendt verdi "
-                   "skal ikke brukes.")
+_CV = {
+    "tsh": 0.15,
+    "ferritin": 0.12,
+    "tg": 0.15,
+    "alat": 0.12,
+    "gt": 0.1,
+    "ntprobnp": 0.2,
+    "psa": 0.1,
+    "b12": 0.1,
+    "gluc": 0.08,
+    "lpk": 0.1,
+    "tpk": 0.08,
+    "creat": 0.05,
+    "hba1c": 0.03,
+    "na": 0.008,
+    "k": 0.04,
+}
+_AMENDMENT_NOTE = (
+    "Korrigert svar. Resultatet er endret etter kontroll av analysen; tidligere utsendt verdi skal ikke brukes."
+)
 
 
 class _Life:
@@ -289,8 +311,17 @@ class _Life:
             "name": [{"use": "official", "family": p.family, "given": p.given.split()}],
             "gender": p.gender,
             "birthDate": p.born.isoformat(),
-            "address": [{"use": "home", "type": "physical", "line": [p.street], "city": p.city,
-                         "district": place.municipality, "postalCode": p.postcode, "country": "NO"}],
+            "address": [
+                {
+                    "use": "home",
+                    "type": "physical",
+                    "line": [p.street],
+                    "city": p.city,
+                    "district": place.municipality,
+                    "postalCode": p.postcode,
+                    "country": "NO",
+                }
+            ],
             "generalPractitioner": [_role_ref(self.gp)],
         }
 
@@ -337,8 +368,15 @@ class _Life:
                 if panel not in chosen and (first or rng.random() < 0.8):
                     chosen.append(panel)
         chosen += ["blodstatus", "crp"]
-        extras = (("nyre", 0.3), ("lever", 0.2), ("lipider", 0.15), ("diabetes", 0.12), ("thyreoidea", 0.1),
-                  ("jern", 0.12), ("b12", 0.05))
+        extras = (
+            ("nyre", 0.3),
+            ("lever", 0.2),
+            ("lipider", 0.15),
+            ("diabetes", 0.12),
+            ("thyreoidea", 0.1),
+            ("jern", 0.12),
+            ("b12", 0.05),
+        )
         if age < 18:
             extras = (("jern", 0.3), ("thyreoidea", 0.1))
         for panel, odds in extras:
@@ -391,11 +429,14 @@ class _Life:
                 specimens[code] = {
                     "resourceType": "Specimen",
                     "id": f"demo-spec-{rno}-{code.lower()}",
-                    "accessionIdentifier": {"system": f"{cat.DEMO_ID_BASE}/{lab.orgnr}/provenummer",
-                                            "value": f"{day:%y%m%d}{p.index + 1:04d}{self.n_report:03d}{code}"},
+                    "accessionIdentifier": {
+                        "system": f"{cat.DEMO_ID_BASE}/{lab.orgnr}/provenummer",
+                        "value": f"{day:%y%m%d}{p.index + 1:04d}{self.n_report:03d}{code}",
+                    },
                     "status": "available",
-                    "type": _concept(_coding(cat.KV_8351, code, display), _coding(cat.SNOMED, sct, sct_display),
-                                     text=text),
+                    "type": _concept(
+                        _coding(cat.KV_8351, code, display), _coding(cat.SNOMED, sct, sct_display), text=text
+                    ),
                     "subject": self.subject,
                     "receivedTime": fhir_datetime(received),
                     "request": [sr_ref],
@@ -407,15 +448,29 @@ class _Life:
         observations = []
         for key in keys:
             obs_status = "amended" if key == amended_key else ("preliminary" if status == "preliminary" else "final")
-            observations.append(self.lab_observation(
-                key, lab_key, day, context, obs_status, collected, issued, sr_ref,
-                _ref("Specimen", specimens[cat.ANALYSES[key].specimen]["id"])))
+            observations.append(
+                self.lab_observation(
+                    key,
+                    lab_key,
+                    day,
+                    context,
+                    obs_status,
+                    collected,
+                    issued,
+                    sr_ref,
+                    _ref("Specimen", specimens[cat.ANALYSES[key].specimen]["id"]),
+                )
+            )
 
         service_request: Resource = {
             "resourceType": "ServiceRequest",
             "id": sr_id,
-            "identifier": [{"system": f"{cat.DEMO_ID_BASE}/{cat.ORG_BY_KEY[requester.org].orgnr}/rekvisisjon",
-                            "value": f"R{day:%y%m%d}-{rno}"}],
+            "identifier": [
+                {
+                    "system": f"{cat.DEMO_ID_BASE}/{cat.ORG_BY_KEY[requester.org].orgnr}/rekvisisjon",
+                    "value": f"R{day:%y%m%d}-{rno}",
+                }
+            ],
             "status": "active" if status == "preliminary" else "completed",
             "intent": "order",
             "category": [_concept(_coding(cat.SNOMED, "108252007", "Laboratory procedure"))],
@@ -432,8 +487,7 @@ class _Life:
         report: Resource = {
             "resourceType": "DiagnosticReport",
             "id": dr_id,
-            "identifier": [{"system": f"{cat.DEMO_ID_BASE}/{lab.orgnr}/svarrapport",
-                            "value": f"S{day:%y%m%d}-{rno}"}],
+            "identifier": [{"system": f"{cat.DEMO_ID_BASE}/{lab.orgnr}/svarrapport", "value": f"S{day:%y%m%d}-{rno}"}],
             "basedOn": [sr_ref],
             "status": status,
             "category": _lab_category(),
@@ -554,8 +608,18 @@ class _Life:
             v *= (2.3 if key == "alat" else 2.6) * (1 - 0.08 * y)
         return v
 
-    def lab_observation(self, key: str, lab_key: str, day: dt.date, ctx: dict[str, float], status: str,
-                        collected: dt.datetime, issued: dt.datetime, sr_ref: dict, specimen_ref: dict) -> Resource:
+    def lab_observation(
+        self,
+        key: str,
+        lab_key: str,
+        day: dt.date,
+        ctx: dict[str, float],
+        status: str,
+        collected: dt.datetime,
+        issued: dt.datetime,
+        sr_ref: dict,
+        specimen_ref: dict,
+    ) -> Resource:
         a = cat.ANALYSES[key]
         unit = a.unit_at(lab_key)
         truth = self._true_value(key, day, ctx)
@@ -572,8 +636,9 @@ class _Life:
             value, comparator = 1, "<"
         elif key == "egfr" and value > 90:
             value, comparator = 90, ">"
-        low, high = (None if x is None else _num(x * unit.factor, unit.decimals)
-                     for x in self._reference(key, lab_key, day))
+        low, high = (
+            None if x is None else _num(x * unit.factor, unit.decimals) for x in self._reference(key, lab_key, day)
+        )
         flag = "N"
         if comparator is None and low is not None and value < low:
             flag = "L"
@@ -628,20 +693,22 @@ class _Life:
         performed = _at(day, rng.randint(8, 15), rng.randint(0, 59))
         issued = performed + dt.timedelta(minutes=rng.randint(45, 1440))
         status = "preliminary" if (self.today - day).days <= 3 else "final"
-        text = "\n".join((
-            f"{proc.display}",
-            f"Undersøkelsesdato: {day:%d.%m.%Y}",
-            f"Rekvirent: {self.gp.name}, {cat.ORG_BY_KEY[self.gp.org].name}",
-            f"Klinisk problemstilling: {proc.indication}",
-            "",
-            "Beskrivelse:",
-            findings,
-            "",
-            "Konklusjon:",
-            conclusion,
-            "",
-            f"Beskrevet av {radiologist.name}, {org.name}",
-        ))
+        text = "\n".join(
+            (
+                f"{proc.display}",
+                f"Undersøkelsesdato: {day:%d.%m.%Y}",
+                f"Rekvirent: {self.gp.name}, {cat.ORG_BY_KEY[self.gp.org].name}",
+                f"Klinisk problemstilling: {proc.indication}",
+                "",
+                "Beskrivelse:",
+                findings,
+                "",
+                "Konklusjon:",
+                conclusion,
+                "",
+                f"Beskrevet av {radiologist.name}, {org.name}",
+            )
+        )
         sr_id, dr_id = f"demo-sr-{rno}", f"demo-dr-{rno}"
 
         def code() -> dict:
@@ -663,8 +730,12 @@ class _Life:
         service_request: Resource = {
             "resourceType": "ServiceRequest",
             "id": sr_id,
-            "identifier": [{"system": f"{cat.DEMO_ID_BASE}/{cat.ORG_BY_KEY[self.gp.org].orgnr}/rekvisisjon",
-                            "value": f"R{day:%y%m%d}-{rno}"}],
+            "identifier": [
+                {
+                    "system": f"{cat.DEMO_ID_BASE}/{cat.ORG_BY_KEY[self.gp.org].orgnr}/rekvisisjon",
+                    "value": f"R{day:%y%m%d}-{rno}",
+                }
+            ],
             "status": "completed" if status == "final" else "active",
             "intent": "order",
             "category": [_concept(_coding(cat.SNOMED, "363679005", "Imaging"))],
@@ -681,8 +752,10 @@ class _Life:
             "identifier": [{"system": f"{cat.DEMO_ID_BASE}/{org.orgnr}/svarrapport", "value": f"S{day:%y%m%d}-{rno}"}],
             "basedOn": [_ref("ServiceRequest", sr_id)],
             "status": status,
-            "category": [_concept(_coding(cat.V2_0074, "RAD", "Radiology")),
-                         _concept(_coding(cat.KV_8202, *proc.modality))],
+            "category": [
+                _concept(_coding(cat.V2_0074, "RAD", "Radiology")),
+                _concept(_coding(cat.KV_8202, *proc.modality)),
+            ],
             "code": code(),
             "subject": self.subject,
             "effectiveDateTime": fhir_datetime(performed),
@@ -691,13 +764,15 @@ class _Life:
             "resultsInterpreter": [_role_ref(radiologist)],
             "result": [_ref("Observation", observation["id"], proc.display)],
             "conclusion": conclusion,
-            "presentedForm": [{
-                "contentType": "text/plain; charset=utf-8",
-                "language": "nb",
-                "data": base64.b64encode(text.encode()).decode("ascii"),
-                "title": f"Radiologisvar: {proc.display}",
-                "creation": fhir_datetime(issued),
-            }],
+            "presentedForm": [
+                {
+                    "contentType": "text/plain; charset=utf-8",
+                    "language": "nb",
+                    "data": base64.b64encode(text.encode()).decode("ascii"),
+                    "title": f"Radiologisvar: {proc.display}",
+                    "creation": fhir_datetime(issued),
+                }
+            ],
         }
         return [service_request, report, observation]
 
@@ -732,17 +807,32 @@ class _Life:
                     for slot in range(times):
                         hour = rng.randint(7, 9) if slot == 0 else rng.randint(19, 21)
                         moment = _at(day, hour, rng.randint(0, 59))
-                        today_obs.append(self.vital(key, moment, vitals.value(key, day, slot), patient_author,
-                                                    org_ref, f"{cat.VITAL_SIGNS[key].device}, via {platform}"))
+                        today_obs.append(
+                            self.vital(
+                                key,
+                                moment,
+                                vitals.value(key, day, slot),
+                                patient_author,
+                                org_ref,
+                                f"{cat.VITAL_SIGNS[key].device}, via {platform}",
+                            )
+                        )
             if visits_news2 and (day >= next_visit or vitals.severity(day) > 0.5):
                 nurse = nurses[(day - begin).days % len(nurses)]
                 author = _ref("Practitioner", nurse.id, nurse.name, {"system": OID_FNR, "value": fnrs[nurse.key]})
                 moment = _at(day, rng.randint(10, 15), rng.randint(0, 59))
                 visit = {key: vitals.value(key, day, 0) for key in ("resp", "spo2", "bp", "pulse", "temp")}
-                visit_obs = [self.vital(key, moment, value, author, org_ref, "Målt av hjemmesykepleien")
-                             for key, value in visit.items()]
-                score = news2(resp=visit["resp"], spo2=visit["spo2"], systolic=visit["bp"][0],
-                              pulse=visit["pulse"], temp=visit["temp"])
+                visit_obs = [
+                    self.vital(key, moment, value, author, org_ref, "Målt av hjemmesykepleien")
+                    for key, value in visit.items()
+                ]
+                score = news2(
+                    resp=visit["resp"],
+                    spo2=visit["spo2"],
+                    systolic=visit["bp"][0],
+                    pulse=visit["pulse"],
+                    temp=visit["temp"],
+                )
                 today_obs += visit_obs
                 today_obs.append(self.news2_observation(moment, score, author, org_ref, visit_obs))
                 if day >= next_visit:
@@ -752,8 +842,7 @@ class _Life:
             day += dt.timedelta(days=1)
         return units
 
-    def vital(self, key: str, moment: dt.datetime, value: Any, author: dict, org_ref: dict,
-              device: str) -> Resource:
+    def vital(self, key: str, moment: dt.datetime, value: Any, author: dict, org_ref: dict, device: str) -> Resource:
         v = cat.VITAL_SIGNS[key]
         codings = [_coding(cat.LOINC, *v.loinc), _coding(cat.SNOMED, *v.snomed)]
         if v.nlk:
@@ -771,20 +860,31 @@ class _Life:
         if key == "bp":
             systolic, diastolic = value
             obs["component"] = [
-                {"code": _concept(_coding(cat.LOINC, *cat.BP_SYSTOLIC[0]), _coding(cat.SNOMED, *cat.BP_SYSTOLIC[1]),
-                                  text="Systolisk blodtrykk"),
-                 "valueQuantity": _quantity(systolic, v.unit, v.ucum)},
-                {"code": _concept(_coding(cat.LOINC, *cat.BP_DIASTOLIC[0]),
-                                  _coding(cat.SNOMED, *cat.BP_DIASTOLIC[1]), text="Diastolisk blodtrykk"),
-                 "valueQuantity": _quantity(diastolic, v.unit, v.ucum)},
+                {
+                    "code": _concept(
+                        _coding(cat.LOINC, *cat.BP_SYSTOLIC[0]),
+                        _coding(cat.SNOMED, *cat.BP_SYSTOLIC[1]),
+                        text="Systolisk blodtrykk",
+                    ),
+                    "valueQuantity": _quantity(systolic, v.unit, v.ucum),
+                },
+                {
+                    "code": _concept(
+                        _coding(cat.LOINC, *cat.BP_DIASTOLIC[0]),
+                        _coding(cat.SNOMED, *cat.BP_DIASTOLIC[1]),
+                        text="Diastolisk blodtrykk",
+                    ),
+                    "valueQuantity": _quantity(diastolic, v.unit, v.ucum),
+                },
             ]
         else:
             obs["valueQuantity"] = _quantity(value, v.unit, v.ucum)
         obs["device"] = {"display": device}
         return obs
 
-    def news2_observation(self, moment: dt.datetime, score: int, author: dict, org_ref: dict,
-                          sources: list[Resource]) -> Resource:
+    def news2_observation(
+        self, moment: dt.datetime, score: int, author: dict, org_ref: dict, sources: list[Resource]
+    ) -> Resource:
         return {
             "resourceType": "Observation",
             "id": self._obs_id(),
@@ -868,20 +968,30 @@ def ckd_epi(creatinine_umol: float, age: int, sex: str) -> float:
     """eGFR (mL/min/1.73 m²) from plasma creatinine, CKD-EPI 2009."""
     scr = creatinine_umol / 88.42
     kappa, alpha = (0.7, -0.329) if sex == "F" else (0.9, -0.411)
-    egfr = 141 * min(scr / kappa, 1) ** alpha * max(scr / kappa, 1) ** -1.209 * 0.993 ** age
+    egfr = 141 * min(scr / kappa, 1) ** alpha * max(scr / kappa, 1) ** -1.209 * 0.993**age
     return egfr * 1.018 if sex == "F" else egfr
 
 
-def news2(resp: int, spo2: int, systolic: int, pulse: int, temp: float, on_oxygen: bool = False,
-          alert: bool = True) -> int:
+def news2(
+    resp: int, spo2: int, systolic: int, pulse: int, temp: float, on_oxygen: bool = False, alert: bool = True
+) -> int:
     """NEWS2 aggregate score, SpO2 scale 1."""
     score = 0
     score += 3 if resp <= 8 else 1 if resp <= 11 else 0 if resp <= 20 else 2 if resp <= 24 else 3
     score += 3 if spo2 <= 91 else 2 if spo2 <= 93 else 1 if spo2 <= 95 else 0
     score += 2 if on_oxygen else 0
     score += 3 if systolic <= 90 else 2 if systolic <= 100 else 1 if systolic <= 110 else 0 if systolic <= 219 else 3
-    score += 3 if pulse <= 40 else 1 if pulse <= 50 else 0 if pulse <= 90 else 1 if pulse <= 110 else (
-        2 if pulse <= 130 else 3)
+    score += (
+        3
+        if pulse <= 40
+        else 1
+        if pulse <= 50
+        else 0
+        if pulse <= 90
+        else 1
+        if pulse <= 110
+        else (2 if pulse <= 130 else 3)
+    )
     score += 0 if alert else 3
     score += 3 if temp <= 35.0 else 1 if temp <= 36.0 else 0 if temp <= 38.0 else 1 if temp <= 39.0 else 2
     return score

@@ -79,24 +79,87 @@ class _Archetype:
 
 
 ARCHETYPES: tuple[_Archetype, ...] = (
-    _Archetype("diabetes-drammen", "female", 58, "drammen", "drammen", ("diabetes", "hypertension"), "diabetes",
-               (), "Diabetes type 2 med stigende HbA1c; måler blodsukker hjemme."),
-    _Archetype("hjertesvikt-oslo", "male", 79, "oslo", "oslo", ("heart_failure", "ckd"), "heart_failure",
-               ("SGD0AA", "SKC0AK"), "Hjertesvikt og kronisk nyresykdom; daglig vekt og blodtrykk til sykehuset."),
-    _Archetype("ung-kvinne-oslo", "female", 34, "oslo", "oslo", ("iron_deficiency",), None, ("SNG0AG",),
-               "Jernmangel som blir behandlet; MR av kne."),
+    _Archetype(
+        "diabetes-drammen",
+        "female",
+        58,
+        "drammen",
+        "drammen",
+        ("diabetes", "hypertension"),
+        "diabetes",
+        (),
+        "Diabetes type 2 med stigende HbA1c; måler blodsukker hjemme.",
+    ),
+    _Archetype(
+        "hjertesvikt-oslo",
+        "male",
+        79,
+        "oslo",
+        "oslo",
+        ("heart_failure", "ckd"),
+        "heart_failure",
+        ("SGD0AA", "SKC0AK"),
+        "Hjertesvikt og kronisk nyresykdom; daglig vekt og blodtrykk til sykehuset.",
+    ),
+    _Archetype(
+        "ung-kvinne-oslo",
+        "female",
+        34,
+        "oslo",
+        "oslo",
+        ("iron_deficiency",),
+        None,
+        ("SNG0AG",),
+        "Jernmangel som blir behandlet; MR av kne.",
+    ),
     _Archetype("barn-hamar", "male", 7, "hamar", "hamar", (), None, (), "Barn med noen få blodprøver."),
-    _Archetype("kols-hamar", "male", 71, "hamar", "hamar", ("copd",), "copd", ("SGD0AA",),
-               "KOLS; oksygenmetning hjemme og besøk av hjemmesykepleien med NEWS2."),
-    _Archetype("stoffskifte-drammen", "female", 46, "drammen", "lier", ("hypothyroid", "hyperlipidemia"), None,
-               (), "Lavt stoffskifte som blir behandlet; høyt kolesterol."),
+    _Archetype(
+        "kols-hamar",
+        "male",
+        71,
+        "hamar",
+        "hamar",
+        ("copd",),
+        "copd",
+        ("SGD0AA",),
+        "KOLS; oksygenmetning hjemme og besøk av hjemmesykepleien med NEWS2.",
+    ),
+    _Archetype(
+        "stoffskifte-drammen",
+        "female",
+        46,
+        "drammen",
+        "lier",
+        ("hypothyroid", "hyperlipidemia"),
+        None,
+        (),
+        "Lavt stoffskifte som blir behandlet; høyt kolesterol.",
+    ),
 )
 
 _REGION_WEIGHTS = (("oslo", 0.4), ("drammen", 0.3), ("hamar", 0.3))
 # Age bands are dealt in a fixed rotation rather than drawn, so even a small data set has infants,
 # children, adults and the very old. Every fifth citizen is someone in home follow-up.
-_AGE_ROTATION = ((40, 64), (65, 94), (18, 39), (0, 2), (40, 64), (65, 94), (3, 17), (18, 39), (40, 64),
-                 (80, 94), (18, 39), (40, 64), (65, 94), (3, 17), (40, 64), (18, 39), (65, 79), (40, 64))
+_AGE_ROTATION = (
+    (40, 64),
+    (65, 94),
+    (18, 39),
+    (0, 2),
+    (40, 64),
+    (65, 94),
+    (3, 17),
+    (18, 39),
+    (40, 64),
+    (80, 94),
+    (18, 39),
+    (40, 64),
+    (65, 94),
+    (3, 17),
+    (40, 64),
+    (18, 39),
+    (65, 79),
+    (40, 64),
+)
 _FOLLOWUP_SLOT = 5
 _FOLLOWUP_WEIGHTS = (("heart_failure", 0.3), ("copd", 0.3), ("diabetes", 0.25), ("hypertension", 0.15))
 
@@ -177,8 +240,9 @@ def plan_persons(seed: int, count: int) -> tuple[PersonPlan, ...]:
         fnr = _pick_fnr(rng, born, used)
         postcode, city = rng.choice(cat.PLACES[place].postcodes)
         street = f"{rng.choice(cat.STREETS)} {rng.randint(1, 120)}{rng.choice(('', '', '', 'A', 'B'))}"
-        gp = rng.choice([p.key for office in cat.REGIONS[region].gp_offices
-                         for p in cat.practitioners_at(office, "LE")])
+        gp = rng.choice(
+            [p.key for office in cat.REGIONS[region].gp_offices for p in cat.practitioners_at(office, "LE")]
+        )
         if arche:
             conditions, followup, imaging = arche.conditions, arche.followup, arche.imaging
         else:
@@ -191,11 +255,26 @@ def plan_persons(seed: int, count: int) -> tuple[PersonPlan, ...]:
             else:
                 followup = next((c for c, p in _FOLLOWUP_ODDS if c in conditions and rng.random() < p), None)
             imaging = _imaging(rng, age, conditions)
-        plans.append(PersonPlan(
-            index=index, given=given, family=family, gender=gender, born=born, fnr=fnr, region=region,
-            place=place, street=street, postcode=postcode, city=city, gp=gp, conditions=conditions,
-            followup=followup, imaging=imaging, archetype=arche.key if arche else None,
-        ))
+        plans.append(
+            PersonPlan(
+                index=index,
+                given=given,
+                family=family,
+                gender=gender,
+                born=born,
+                fnr=fnr,
+                region=region,
+                place=place,
+                street=street,
+                postcode=postcode,
+                city=city,
+                gp=gp,
+                conditions=conditions,
+                followup=followup,
+                imaging=imaging,
+                archetype=arche.key if arche else None,
+            )
+        )
     return tuple(plans)
 
 
@@ -220,49 +299,57 @@ def personas(seed: int = 1) -> dict:
     for plan, arche in zip(plan_persons(seed, len(ARCHETYPES)), ARCHETYPES, strict=True):
         gp = cat.PRACTITIONER_BY_KEY[plan.gp]
         followup_org = plan.followup_org
-        citizens.append({
-            "key": arche.key,
-            "description": arche.description,
-            "fnr": plan.fnr,
-            "name": plan.name,
-            "given": plan.given,
-            "family": plan.family,
-            "gender": plan.gender,
-            "birth_date": plan.born.isoformat(),
-            "municipality": cat.PLACES[plan.place].municipality,
-            "patient_id": plan.id,
-            "conditions": [cat.CONDITION_TEXT[c] for c in plan.conditions],
-            "gp": {"hpr": gp.hpr, "name": gp.name, "practitioner_role_id": gp.role_id,
-                   "org_number": cat.ORG_BY_KEY[gp.org].orgnr},
-            "has_lab_results": True,
-            "has_radiology": bool(plan.imaging),
-            "has_measurements": plan.followup is not None,
-            "followup": cat.FOLLOWUP_TEXT[plan.followup] if plan.followup else None,
-            "followup_org_number": cat.ORG_BY_KEY[followup_org].orgnr if followup_org else None,
-        })
+        citizens.append(
+            {
+                "key": arche.key,
+                "description": arche.description,
+                "fnr": plan.fnr,
+                "name": plan.name,
+                "given": plan.given,
+                "family": plan.family,
+                "gender": plan.gender,
+                "birth_date": plan.born.isoformat(),
+                "municipality": cat.PLACES[plan.place].municipality,
+                "patient_id": plan.id,
+                "conditions": [cat.CONDITION_TEXT[c] for c in plan.conditions],
+                "gp": {
+                    "hpr": gp.hpr,
+                    "name": gp.name,
+                    "practitioner_role_id": gp.role_id,
+                    "org_number": cat.ORG_BY_KEY[gp.org].orgnr,
+                },
+                "has_lab_results": True,
+                "has_radiology": bool(plan.imaging),
+                "has_measurements": plan.followup is not None,
+                "followup": cat.FOLLOWUP_TEXT[plan.followup] if plan.followup else None,
+                "followup_org_number": cat.ORG_BY_KEY[followup_org].orgnr if followup_org else None,
+            }
+        )
     fnrs = cat.practitioner_fnrs()
     practitioners = []
     for p in cat.PRACTITIONERS:
         if not p.persona:
             continue
         org = _org_entry(p.org)
-        practitioners.append({
-            "key": p.persona,
-            "hpr": p.hpr,
-            "fnr": fnrs[p.key],
-            "name": p.name,
-            "given": p.given,
-            "family": p.family,
-            "role": p.category,
-            "role_display": cat.HEALTH_PERSONNEL_CATEGORY[p.category],
-            "org_number": org["org_number"],
-            "org_name": org["name"],
-            "legal_entity_org_number": org["legal_entity_org_number"],
-            "legal_entity_name": org["legal_entity_name"],
-            "practitioner_id": p.id,
-            "practitioner_role_id": p.role_id,
-            "organization_id": org["organization_id"],
-        })
+        practitioners.append(
+            {
+                "key": p.persona,
+                "hpr": p.hpr,
+                "fnr": fnrs[p.key],
+                "name": p.name,
+                "given": p.given,
+                "family": p.family,
+                "role": p.category,
+                "role_display": cat.HEALTH_PERSONNEL_CATEGORY[p.category],
+                "org_number": org["org_number"],
+                "org_name": org["name"],
+                "legal_entity_org_number": org["legal_entity_org_number"],
+                "legal_entity_name": org["legal_entity_name"],
+                "practitioner_id": p.id,
+                "practitioner_role_id": p.role_id,
+                "organization_id": org["organization_id"],
+            }
+        )
     producers = [_org_entry(o.key) for o in cat.ORGANISATIONS if o.kind in ("lab", "radiology", "platform")]
     producers += [_org_entry(key, "followup") for key in sorted(cat.PLATFORM_FOR)]
     return {"seed": seed, "citizens": citizens, "practitioners": practitioners, "producers": producers}

@@ -12,7 +12,7 @@ from kjerne.fhir.outcome import FhirError, Issue, invalid
 from kjerne.store.repository import Repository, _type_of
 from kjerne.store.writer import WriteResult, new_id
 
-_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 
 
 def _status(result: WriteResult | None, method: str) -> str:
@@ -150,6 +150,13 @@ class BundleProcessor:
                     res_id = found[0].res_id if found else None
                 if res_id is None and method != "DELETE":
                     raise invalid("request.url needs an id", where + ".request.url")
+                body_id = (e.get("resource") or {}).get("id")
+                if method == "PUT" and not query and body_id not in (None, res_id):
+                    raise invalid(
+                        f"resource id '{body_id}' does not match the URL id '{res_id}'", where + ".resource.id"
+                    )
+                if method in ("POST", "PUT") and res_type == "Patient" and res_id:
+                    writer.expect_patient(e.get("resource") or {}, res_id)
                 targets[i] = (res_type, res_id, skip)
                 full = e.get("fullUrl")
                 if full and res_id:
@@ -234,6 +241,8 @@ class BundleProcessor:
     def _batch_entry(self, i: int, e: dict[str, Any]) -> dict[str, Any]:
         req = e.get("request")
         where = f"Bundle.entry[{i}]"
+        if isinstance(req, dict) and req.get("method") == "PATCH":
+            raise FhirError.of(400, "not-supported", "PATCH is not supported", where + ".request.method")
         if not isinstance(req, dict) or req.get("method") not in _ORDER or not isinstance(req.get("url"), str):
             raise invalid("each batch entry needs request.method and request.url", where + ".request")
         method = req["method"]
@@ -259,7 +268,12 @@ class BundleProcessor:
         elif query:
             result = self.repo.conditional_update(res, query)
         else:
-            assert res_id is not None
+            if res_id is None:
+                raise invalid("PUT needs Type/id or Type?search-parameters", where + ".request.url")
+            if res.get("id") not in (None, res_id):
+                raise invalid(
+                    f"resource id '{res.get('id')}' does not match the URL id '{res_id}'", where + ".resource.id"
+                )
             if_match = req.get("ifMatch")
             result = self.repo.update(res, res_id, if_match=_etag_version(if_match) if if_match else None)
         resp = _response(result, method)

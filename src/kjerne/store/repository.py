@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, literal, select, union_all
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from kjerne.access.context import UNRESTRICTED, AccessContext, AccessRecord
 from kjerne.fhir.model import resource_types
@@ -60,10 +61,18 @@ class Repository:
     def writing(self) -> Iterator[Writer]:
         """A write transaction with a Writer that applies this caller's guard; platform rules that
         follow a unit of writes run before commit."""
-        with self.write_tx() as conn:
-            writer = Writer(conn, guard=self.access.guard)
-            yield writer
-            writer.finish()
+        try:
+            with self.write_tx() as conn:
+                writer = Writer(conn, guard=self.access.guard)
+                yield writer
+                writer.finish()
+        except IntegrityError as exc:
+            # Two requests created the same resource at once; the database kept one of them.
+            raise FhirError.of(409, "conflict", "the resource was written by another request at the same time") from exc
+        except OperationalError as exc:
+            if type(exc.orig).__name__ not in ("DeadlockDetected", "SerializationFailure", "LockNotAvailable"):
+                raise
+            raise FhirError.of(409, "conflict", "the write collided with another request; try again") from exc
 
     def deny(self, rec: AccessRecord, err: FhirError) -> FhirError:
         """Record a denied attempt in its own transaction (the failed one rolls back), return the error."""
@@ -205,6 +214,8 @@ class Repository:
         u = union_all(*selects).subquery("h")
         q = select(u)
         if after is not None:
+            if len(after.keys) != 3 or not all(isinstance(k, int) for k in after.keys):
+                raise invalid("_cursor is not a cursor this server issued", "_cursor")
             lu, rid, ver = after.keys
             q = q.where(
                 (u.c.last_updated < lu)
@@ -217,6 +228,8 @@ class Repository:
             more = len(rows) > count
             rows = rows[:count]
             missing = bool(res_id and not rows and after is None)
+            if missing and since_us is not None:
+                missing = self._visible_current(conn, res_type or "", res_id or "") is None
             if not missing:
                 self._record(
                     conn,
@@ -228,6 +241,11 @@ class Repository:
                         sorted({s.patient for s in rows if s.patient}),
                     ),
                 )
+        if missing:
+            rec = AccessRecord(
+                "history", res_type, "denied", [f"{res_type}/{res_id}"], detail="not found or not visible"
+            )
+            raise self.deny(rec, self.access.not_visible(res_type or "", res_id or ""))
         nxt = (rows[-1].last_updated, rows[-1].rid, rows[-1].version) if more else None
         return HistoryResult(rows, nxt)
 
@@ -287,6 +305,10 @@ class Repository:
             return result
 
     def _match(self, conn: Connection, res_type: str, query: str) -> list[Stored]:
+        if conn.dialect.name == "postgresql":
+            # Serialise conditional creates/updates with the same condition until commit, so two
+            # concurrent ones cannot both find nothing and both create.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{res_type}?{query}",))
         from urllib.parse import parse_qsl
 
         pairs = parse_qsl(query.split("?", 1)[-1], keep_blank_values=True)

@@ -26,6 +26,15 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# Longest value kept in an indexed column; longer values are cut to this length on write and in
+# search alike, which keeps them inside PostgreSQL's B-tree row limit.
+MAX_INDEXED = 512
+
+
+def cut(value: str | None) -> str | None:
+    return value[:MAX_INDEXED] if value is not None and len(value) > MAX_INDEXED else value
+
+
 # SQLite only makes INTEGER PRIMARY KEY an alias of the rowid; BIGINT keeps PostgreSQL at 64 bits.
 RowId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -75,8 +84,8 @@ def _index_table(name: str, *columns: Column) -> Table:
 
 idx_token = _index_table(
     "idx_token",
-    Column("system", String(255)),
-    Column("code", String(255)),
+    Column("system", String(MAX_INDEXED)),
+    Column("code", String(MAX_INDEXED)),
     Column("text", Text),
 )
 Index("ix_token_lookup", idx_token.c.res_type, idx_token.c.param, idx_token.c.code, idx_token.c.system)
@@ -104,8 +113,8 @@ idx_reference = _index_table(
     "idx_reference",
     Column("target_type", String(64)),
     Column("target_id", String(64)),
-    Column("ident_system", String(255)),
-    Column("ident_value", String(255)),
+    Column("ident_system", String(MAX_INDEXED)),
+    Column("ident_value", String(MAX_INDEXED)),
     Column("url", Text),
 )
 Index("ix_reference_target", idx_reference.c.target_id, idx_reference.c.target_type, idx_reference.c.param)
@@ -115,9 +124,9 @@ Index("ix_reference_rid", idx_reference.c.rid)
 idx_quantity = _index_table(
     "idx_quantity",
     Column("value", Float, nullable=False),
-    Column("system", String(255)),
-    Column("code", String(64)),
-    Column("unit", String(64)),
+    Column("system", String(MAX_INDEXED)),
+    Column("code", String(MAX_INDEXED)),
+    Column("unit", String(MAX_INDEXED)),
 )
 Index("ix_quantity_lookup", idx_quantity.c.res_type, idx_quantity.c.param, idx_quantity.c.value)
 Index("ix_quantity_rid", idx_quantity.c.rid)
@@ -129,6 +138,27 @@ Index("ix_number_rid", idx_number.c.rid)
 idx_uri = _index_table("idx_uri", Column("value", Text, nullable=False))
 Index("ix_uri_lookup", idx_uri.c.res_type, idx_uri.c.param, idx_uri.c.value)
 Index("ix_uri_rid", idx_uri.c.rid)
+
+# Search snapshots: the ordered rids of a search, fixed at its first page, so that later pages neither
+# skip nor repeat rows however the data changes in between.
+search_snapshot = Table(
+    "search_snapshot",
+    metadata,
+    Column("sid", String(36), primary_key=True),
+    Column("pos", Integer, primary_key=True),
+    Column("rid", BigInteger, nullable=False),
+)
+search_snapshot_info = Table(
+    "search_snapshot_info",
+    metadata,
+    Column("sid", String(36), primary_key=True),
+    Column("res_type", String(64), nullable=False),
+    Column("query_hash", String(64), nullable=False),  # the search a cursor belongs to
+    Column("created", BigInteger, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("complete", Boolean, nullable=False),  # false: the search had more rows than a snapshot holds
+)
+Index("ix_snapshot_created", search_snapshot_info.c.created)
 
 INDEX_TABLES = {
     "token": idx_token,

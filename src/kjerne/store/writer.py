@@ -18,7 +18,7 @@ from kjerne.store.clock import now_us, us_to_instant
 from kjerne.store.identity import resolve_person_references
 from kjerne.store.indexing import IndexRows, extract
 from kjerne.store.records import Stored, row_to_stored
-from kjerne.store.schema import INDEX_TABLES, resource, resource_history
+from kjerne.store.schema import INDEX_TABLES, cut, resource, resource_history
 
 # The params whose Patient reference puts a resource in that patient's compartment, in order of preference.
 COMPARTMENT_PARAMS = ("patient", "subject", "beneficiary", "individual", "who")
@@ -117,6 +117,18 @@ class Writer:
         reports, self._reports = self._reports, []
         rules.propagate_report_labels(self, reports)
         self.flush()
+
+    def expect_patient(self, res: dict[str, Any], res_id: str) -> None:
+        """A Patient that this unit of writes is about to store: references by its national id written
+        before it (a transaction lists data before its Patient) resolve to it, not to a new Patient."""
+        for ident in res.get("identifier", []) if isinstance(res.get("identifier"), list) else []:
+            if (
+                isinstance(ident, dict)
+                and ident.get("system") in PERSON_SYSTEMS
+                and isinstance(ident.get("value"), str)
+            ):
+                system = OID_FNR if ident["system"] == URI_FNR else ident["system"]
+                self._patients.setdefault((system, ident["value"]), res_id)
 
     def _create_patient(self, res: dict[str, Any]) -> str:
         return self.put(res, res["id"], guarded=False).stored.res_id
@@ -247,7 +259,7 @@ class Writer:
     def _write_index(self, rid: int, res_type: str, patient: str | None, rows: IndexRows) -> None:
         base = {"rid": rid, "res_type": res_type, "patient": patient}
         batches: dict[str, list[dict[str, Any]]] = {
-            "token": [{**base, "param": p, "system": s, "code": c, "text": t} for p, s, c, t in rows.tokens],
+            "token": [{**base, "param": p, "system": cut(s), "code": cut(c), "text": t} for p, s, c, t in rows.tokens],
             "string": [{**base, "param": p, "norm": n[:_STRING_MAX], "exact": e} for p, n, e in rows.strings],
             "date": [{**base, "param": p, "low": lo, "high": hi} for p, lo, hi in rows.dates],
             "reference": [
@@ -256,17 +268,18 @@ class Writer:
                     "param": p,
                     "target_type": tt,
                     "target_id": ti,
-                    "ident_system": isys,
-                    "ident_value": ival,
+                    "ident_system": cut(isys),
+                    "ident_value": cut(ival),
                     "url": url,
                 }
                 for p, tt, ti, isys, ival, url in rows.references
             ],
             "quantity": [
-                {**base, "param": p, "value": v, "system": s, "code": c, "unit": u} for p, v, s, c, u in rows.quantities
+                {**base, "param": p, "value": v, "system": cut(s), "code": cut(c), "unit": cut(u)}
+                for p, v, s, c, u in rows.quantities
             ],
             "number": [{**base, "param": p, "value": v} for p, v in rows.numbers],
-            "uri": [{**base, "param": p, "value": v} for p, v in rows.uris],
+            "uri": [{**base, "param": p, "value": cut(v)} for p, v in rows.uris],
         }
         for kind, batch in batches.items():
             if batch:

@@ -50,14 +50,33 @@ class Cluster:
     def start(self) -> Cluster:
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                  "-E", "UTF8", "--locale=C")
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
         opts = ["-c listen_addresses=127.0.0.1", f"-p {self.port}", f"-k {self.root}"]
         if not self.fsync:
             opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         opts += [f"-c {k}={v}" for k, v in self.settings.items()]
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.root / "log"),
-                  "-o", " ".join(opts), "start")
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-w",
+            "-l",
+            str(self.root / "log"),
+            "-o",
+            " ".join(opts),
+            "start",
+        )
         return self
 
     def url(self, database: str = "postgres") -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import logging
 import re
 import uuid
 from collections.abc import Iterable
@@ -94,6 +95,8 @@ KEY_SYSTEM = f"{ID_BASE}:key"
 _UUID_NS = uuid.uuid5(uuid.NAMESPACE_URL, ID_BASE)
 
 CLOCK_SKEW = dt.timedelta(minutes=10)
+INTERNAL_ERROR = "the message could not be mapped (internal error)"
+logger = logging.getLogger(__name__)
 # TextResult headings (kodeverk 8243) whose text is a self-describing narrative.
 NARRATIVE_HEADINGS = frozenset({"FU", "VU", "GR"})
 
@@ -137,7 +140,11 @@ def map_svarrapport(xml: bytes, *, received_at: dt.datetime | None = None) -> Ma
         )
     review = review_schema(tree, located.message, validate(tree))
     mapper = _Mapper(located, received)
-    mapper.run()
+    try:
+        mapper.run()
+    except Exception as exc:  # a message the mapper cannot handle is refused, never half-mapped
+        logger.exception("Svarrapport mapping failed")
+        mapper.errors.append(Fault("X99", "Message", f"{INTERNAL_ERROR}: {type(exc).__name__}"))
     errors = _dedupe(mapper.errors + [f for f in review.errors if f.where not in {e.where for e in mapper.errors}])
     warnings = _dedupe(review.warnings + mapper.warnings)
     ok = not errors
@@ -366,17 +373,17 @@ class _Mapper:
         if c is None:
             return None
         raw = c.get("V")
-        w = where(c)
         try:
             m = read_ts(raw)
         except ValueProblem as exc:
-            self.error("T02", w, str(exc))
+            self.error("T02", where(c), str(exc))
             return None
         if m is None:
             return None
-        self.tolerate(m.tolerance, w, f"date/time '{raw}' read as {m.fhir}")
+        if m.tolerance:
+            self.tolerate(m.tolerance, where(c), f"date/time '{raw}' read as {m.fhir}")
         if not future_ok and m.at > self.received + CLOCK_SKEW:
-            self.error("X99", w, f"date {m.fhir} is in the future")
+            self.error("X99", where(c), f"date {m.fhir} is in the future")
         return m
 
     # -- message level -------------------------------------------------------------------------
@@ -578,12 +585,10 @@ class _Report:
         self.category_code: str | None = None
         self.cancelled = False
         self.serv_type = ""
-
-    # shortcuts
-    def __getattr__(self, name: str) -> Any:
-        if name in ("q", "child", "kids", "text", "code_v", "error", "warning", "tolerate", "moment"):
-            return getattr(self.m, name)
-        raise AttributeError(name)
+        self.issue_date: Moment | None = None
+        # the mapper's readers and fault collectors
+        self.q, self.child, self.kids, self.text, self.code_v = m.q, m.child, m.kids, m.text, m.code_v
+        self.error, self.warning, self.tolerate, self.moment = m.error, m.warning, m.tolerate, m.moment
 
     def idsys(self, kind: str) -> str:
         return f"{ID_BASE}:{self.producer_key}:{kind}"
@@ -878,7 +883,7 @@ class _Report:
             collection["bodySite"] = {"text": origin}
         proc = self.child(el, "SampleCollProc")
         if proc is not None and (proc.get("V") or proc.get("DN") or proc.get("OT")):
-            collection["method"] = self.concept(proc, allowed=None, w=where(proc))
+            collection["method"] = self.concept(proc, allowed=None)
         if collection:
             res["collection"] = collection
         notes = []
@@ -934,7 +939,7 @@ class _Report:
         text = self.text(el, "Type")
         out: dict[str, Any] = {}
         if coded is not None and (coded.get("V") or coded.get("OT") or coded.get("DN")):
-            out = self.concept(coded, allowed=codes.SPECIMEN_TYPE_SYSTEMS, w=where(coded))
+            out = self.concept(coded, allowed=codes.SPECIMEN_TYPE_SYSTEMS)
         if text:
             out["text"] = text
         return out or None
@@ -950,12 +955,13 @@ class _Report:
             return None
         if value is None:
             return None
-        self.tolerate(value[1], where(acc), f"boolean '{acc.get('V')}' read as {str(value[0]).lower()}")
+        if value[1]:
+            self.tolerate(value[1], where(acc), f"boolean '{acc.get('V')}' read as {str(value[0]).lower()}")
         return {"url": EXT_ACCREDITED, "valueBoolean": value[0]}
 
     # -- coded values ----------------------------------------------------------------------------
 
-    def coding(self, el: etree._Element, allowed: dict[str, codes.Kodeverk] | None, w: str) -> dict[str, str] | None:
+    def coding(self, el: etree._Element, allowed: dict[str, codes.Kodeverk] | None) -> dict[str, str] | None:
         """A CV element as a Coding; None (and an error) when it cannot be read. None without error when the
         element only has original text (caller uses it as text)."""
         v = (el.get("V") or "").strip()
@@ -963,25 +969,25 @@ class _Report:
         dn = (el.get("DN") or "").strip() or (el.get("OT") or "").strip()
         if not s:
             if v:
-                self.error("X99", w, f"code '{v}' has no code system (S)")
+                self.error("X99", where(el), f"code '{v}' has no code system (S)")
             return None
         num = codes.kodeverk_number(s)
         if num is None or (allowed is not None and num not in allowed):
-            self.error("X99", w, f"unknown code system {s}" + (f" for code '{v}'" if v else ""))
+            self.error("X99", where(el), f"unknown code system {s}" + (f" for code '{v}'" if v else ""))
             return None
         if not v:
             return None
         if num == "7010" and " " in v:
             fixed = v.replace(" ", "")
-            self.tolerate("T09-CODE-WHITESPACE", w, f"NORPAT code '{v}' read as {fixed}")
+            self.tolerate("T09-CODE-WHITESPACE", where(el), f"NORPAT code '{v}' read as {fixed}")
             v = fixed
         out = {"system": codes.kodeverk_system(num), "code": v}
         if dn:
             out["display"] = dn
         return out
 
-    def concept(self, el: etree._Element, allowed: dict[str, codes.Kodeverk] | None, w: str) -> dict[str, Any]:
-        c = self.coding(el, allowed, w) if el.get("S") or el.get("V") else None
+    def concept(self, el: etree._Element, allowed: dict[str, codes.Kodeverk] | None) -> dict[str, Any]:
+        c = self.coding(el, allowed) if el.get("S") or el.get("V") else None
         out: dict[str, Any] = {}
         if c:
             out["coding"] = [c]
@@ -1183,18 +1189,17 @@ class _Report:
         for inv in investigations:
             ids = self.kids(inv, "Id")
             for id_el in ids:
-                w = where(id_el)
                 if not (id_el.get("V") or id_el.get("OT") or id_el.get("DN")):
                     s = id_el.get("S")
                     self.error(
                         "X99",
-                        w,
+                        where(id_el),
                         f"code system {s} given without a code or text: the analysis is not identified"
                         if s
                         else "empty analysis code",
                     )
                     continue
-                c = self.coding(id_el, codes.INVESTIGATION_SYSTEMS, w)
+                c = self.coding(id_el, codes.INVESTIGATION_SYSTEMS)
                 if c:
                     codings.append(c)
                 elif id_el.get("OT") or id_el.get("DN"):
@@ -1419,20 +1424,21 @@ class _Report:
             return url, collected
         return None, None
 
-    def quantity(self, pq: etree._Element, w: str) -> dict[str, Any] | None:
+    def quantity(self, pq: etree._Element) -> dict[str, Any] | None:
         try:
             number = read_decimal(pq.get("V"))
         except ValueProblem as exc:
-            self.error("X99", w, str(exc))
+            self.error("X99", where(pq), str(exc))
             return None
         if number is None:
-            self.error("X99", w, "numeric result without a value")
+            self.error("X99", where(pq), "numeric result without a value")
             return None
-        self.tolerate(number.tolerance, w, f"number '{pq.get('V')}' read as {number.value}")
+        if number.tolerance:
+            self.tolerate(number.tolerance, where(pq), f"number '{pq.get('V')}' read as {number.value}")
         try:
             unit = to_ucum(pq.get("U"))
         except UnitError as exc:
-            self.error("X99", w, str(exc))
+            self.error("X99", where(pq), str(exc))
             return None
         return _quantity(number, unit)
 
@@ -1444,7 +1450,7 @@ class _Report:
             if pq is None:
                 self.error("X99", where(num), "numeric result without NumResultValue")
                 return None
-            q = self.quantity(pq, where(pq))
+            q = self.quantity(pq)
             if q is None:
                 return None
             comp = self.code_v(num, "ArithmeticComp")
@@ -1462,7 +1468,7 @@ class _Report:
             for side, name in (("low", "Low"), ("high", "High")):
                 pq = self.child(interval, name)
                 if pq is not None:
-                    q = self.quantity(pq, where(pq))
+                    q = self.quantity(pq)
                     if q:
                         rng[side] = q
             return {"valueRange": rng} if rng else None
@@ -1481,7 +1487,7 @@ class _Report:
             item.html.append("<p>" + html.escape(text).replace("\n", "<br/>") + "</p>")
         codings = []
         for tc in self.kids(tr, "TextCode"):
-            c = self.coding(tc, codes.RESULT_VALUE_SYSTEMS, where(tc))
+            c = self.coding(tc, codes.RESULT_VALUE_SYSTEMS)
             if c:
                 codings.append(c)
         unit_text = self.text(tr, "Unit")
@@ -1561,7 +1567,7 @@ class _Report:
         codings = []
         for inv in self.kids(el, "Investigation"):
             for spec in self.kids(inv, "Spec"):
-                c = self.coding(spec, codes.SPEC_SYSTEMS, where(spec))
+                c = self.coding(spec, codes.SPEC_SYSTEMS)
                 if c:
                     codings.append(c)
         if not codings:
@@ -1664,7 +1670,7 @@ class _Report:
         if comment:
             ext.append({"url": EXT_COMMENT, "valueAnnotation": {"text": comment}})
         for coded in self.kids(sr, "CodedComment"):
-            cc = self.concept(coded, allowed=codes.REPORT_COMMENT_SYSTEMS, w=where(coded))
+            cc = self.concept(coded, allowed=codes.REPORT_COMMENT_SYSTEMS)
             if cc:
                 ext.append({"url": EXT_COMMENT, "valueCodeableConcept": cc})
         if self.kids(sr, "RefDoc"):

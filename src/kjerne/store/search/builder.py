@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, case, delete, func, insert, literal, or_, select
 from sqlalchemy.sql.expression import Alias
 
-from kjerne.fhir.outcome import invalid
+from kjerne.fhir.outcome import FhirError, invalid
+from kjerne.store.clock import now_us
 from kjerne.store.indexing import DATE_MAX, DATE_MIN
 from kjerne.store.records import Stored, row_to_stored
-from kjerne.store.schema import INDEX_TABLES, resource
+from kjerne.store.schema import INDEX_TABLES, resource, search_snapshot, search_snapshot_info
 from kjerne.store.search import date as date_pred
 from kjerne.store.search import number, reference, string, token, uri
 from kjerne.store.search.common import BuildContext
@@ -94,55 +98,60 @@ def filters(req: SearchRequest, r: Alias | Any, ctx: BuildContext, access: Acces
     return conds
 
 
-def sort_keys(req: SearchRequest, r: Any) -> list[tuple[ColumnElement[Any], bool]]:
-    keys: list[tuple[ColumnElement[Any], bool]] = []
+def sort_keys(req: SearchRequest, r: Any) -> list[tuple[ColumnElement[Any], bool, str]]:
+    """(expression, descending, kind) per key; kind 'n' numeric or 's' text, for cursor checks."""
+    keys: list[tuple[ColumnElement[Any], bool, str]] = []
     for param, desc in req.sort:
         code = param.code
         if code == "_id":
-            keys.append((r.c.res_id, desc))
+            keys.append((r.c.res_id, desc, "s"))
             continue
         if code == "_lastUpdated":
-            keys.append((r.c.last_updated, desc))
+            keys.append((r.c.last_updated, desc, "n"))
             continue
         table = INDEX_TABLES[param.type]
-        column = {
-            "date": table.c.high if desc else table.c.low,
-            "string": table.c.get("norm"),
-            "token": table.c.get("code"),
-            "reference": table.c.get("target_id"),
-            "uri": table.c.get("value"),
-            "number": table.c.get("value"),
-            "quantity": table.c.get("value"),
-        }[param.type]
+        column = table.c[_SORT_COLUMN[param.type] if param.type != "date" else ("high" if desc else "low")]
         agg = func.max(column) if desc else func.min(column)
         sub = select(agg).where(and_(table.c.rid == r.c.rid, table.c.param == code)).scalar_subquery()
         if param.type == "date":
-            keys.append((func.coalesce(sub, DATE_MIN if desc else DATE_MAX), desc))
+            keys.append((func.coalesce(sub, DATE_MIN if desc else DATE_MAX), desc, "n"))
         elif param.type in ("number", "quantity"):
-            keys.append((func.coalesce(sub, -1e300 if desc else 1e300), desc))
+            keys.append((func.coalesce(sub, -1e300 if desc else 1e300), desc, "n"))
         else:  # text keys: rows without a value sort last in either direction
-            keys.append((_null_last(sub), False))
-            keys.append((func.coalesce(sub, ""), desc))
+            keys.append((case((sub.is_(None), 1), else_=0), False, "n"))
+            keys.append((func.coalesce(sub, ""), desc, "s"))
     return keys
 
 
-def _null_last(sub: Any) -> ColumnElement[Any]:
-    return case((sub.is_(None), 1), else_=0)
+_SORT_COLUMN = {
+    "string": "norm",
+    "token": "code",
+    "reference": "target_id",
+    "uri": "value",
+    "number": "value",
+    "quantity": "value",
+}
+SNAPSHOT_MAX = 10_000
+SNAPSHOT_TTL_US = 3600 * 1_000_000
 
 
-def _keyset(keys: list[tuple[ColumnElement[Any], bool]], rid: ColumnElement[Any], cur: Cursor) -> ColumnElement[bool]:
-    """Rows strictly after the cursor row in the page order (or before it when paging backwards)."""
+def _keyset(
+    keys: list[tuple[ColumnElement[Any], bool, str]], rid: ColumnElement[Any], cur: Cursor
+) -> ColumnElement[bool]:
+    """Rows strictly after the cursor row in the result order."""
+    if len(cur.keys) != len(keys) or any(
+        (kind == "s") != isinstance(value, str) for (_, _, kind), value in zip(keys, cur.keys, strict=True)
+    ):
+        raise invalid("_cursor does not belong to this search", "_cursor")
     values = list(cur.keys)
     ors = []
     for i in range(len(keys) + 1):
         ands = [keys[j][0] == values[j] for j in range(i)]
         if i < len(keys):
-            expr, desc = keys[i]
-            forward = (expr < values[i]) if desc else (expr > values[i])
-            backward = (expr > values[i]) if desc else (expr < values[i])
-            ands.append(backward if cur.backwards else forward)
+            expr, desc, _ = keys[i]
+            ands.append((expr < values[i]) if desc else (expr > values[i]))
         else:
-            ands.append(rid < cur.rid if cur.backwards else rid > cur.rid)
+            ands.append(rid > cur.rid)
         ors.append(and_(*ands))
     return or_(*ors)
 
@@ -156,61 +165,135 @@ class Page:
     first: bool
 
 
+def _order(keys: list[tuple[ColumnElement[Any], bool, str]], rid: ColumnElement[Any]) -> list[Any]:
+    return [expr.desc() if desc else expr.asc() for expr, desc, _ in keys] + [rid.asc()]
+
+
 def run(conn: Connection, req: SearchRequest, ctx: BuildContext, access: AccessFilter) -> Page:
+    cursor = decode(req.cursor) if req.cursor else None
+    if cursor is not None and cursor.snapshot is not None:
+        return _snapshot_page(conn, req, cursor, access)
     r = resource.alias("r")
     conds = filters(req, r, ctx, access)
-    cursor = decode(req.cursor) if req.cursor else None
-    snapshot = cursor.snapshot if cursor else (conn.execute(select(func.max(resource.c.rid))).scalar() or 0)
-    conds.append(r.c.rid <= snapshot)
-
+    keys = sort_keys(req, r)
+    if cursor is not None:
+        conds.append(_keyset(keys, r.c.rid, cursor))
     total: int | None = None
     if req.summary == "count" or req.total == "accurate" or (req.total == "estimate" and cursor is None):
         total = conn.execute(select(func.count()).select_from(r).where(and_(*conds))).scalar_one()
     if req.summary == "count" or req.count == 0:
         return Page([], total, None, None, cursor is None)
-
-    keys = sort_keys(req, r)
-    page_conds = list(conds)
-    if cursor is not None:
-        if len(cursor.keys) != len(keys):
-            raise invalid("_cursor does not belong to this search", "_cursor")
-        page_conds.append(_keyset(keys, r.c.rid, cursor))
-    backwards = bool(cursor and cursor.backwards)
-    order = []
-    for expr, desc in keys:
-        d = desc != backwards
-        order.append(expr.desc() if d else expr.asc())
-    order.append(r.c.rid.desc() if backwards else r.c.rid.asc())
-    labelled = [expr.label(f"k{i}") for i, (expr, _) in enumerate(keys)]
-    q = (
-        select(
-            r.c.rid,
-            r.c.res_type,
-            r.c.res_id,
-            r.c.version,
-            r.c.last_updated,
-            r.c.deleted,
-            r.c.patient,
-            r.c.content,
-            *labelled,
-        )
-        .where(and_(*page_conds))
-        .order_by(*order)
-        .limit(req.count + 1)
-    )
+    labelled = [expr.label(f"k{i}") for i, (expr, _, _) in enumerate(keys)]
+    q = select(*_ROW_COLUMNS(r), *labelled).where(and_(*conds)).order_by(*_order(keys, r.c.rid)).limit(req.count + 1)
     rows = list(conn.execute(q))
-    more = len(rows) > req.count
+    if len(rows) <= req.count:
+        return Page([row_to_stored(row) for row in rows], total, None, None, cursor is None)
     rows = rows[: req.count]
-    if backwards:
-        rows.reverse()
     stored = [row_to_stored(row) for row in rows]
+    if cursor is not None:  # keyset continuation past a full snapshot
+        last = rows[-1]._mapping
+        nxt = Cursor(None, 0, tuple(last[f"k{i}"] for i in range(len(keys))), last["rid"])
+        return Page(stored, total, nxt, None, False)
+    sid, size, complete = _take_snapshot(conn, req, r, conds, keys)
+    if complete and total is None:
+        total = size
+    return Page(stored, total, Cursor(sid, req.count), None, True)
 
-    def edge(row: Any, back: bool) -> Cursor:
-        return Cursor(tuple(row[f"k{i}"] for i in range(len(keys))), row.rid, snapshot, back)
 
-    rows_m = [row._mapping for row in rows]
-    has_next = (more and not backwards) or (backwards and cursor is not None)
-    has_prev = (cursor is not None and not backwards) or (backwards and more)
-    nxt = Cursor(edge(rows_m[-1], False).keys, rows_m[-1]["rid"], snapshot, False) if has_next and rows_m else None
-    prev = Cursor(edge(rows_m[0], True).keys, rows_m[0]["rid"], snapshot, True) if has_prev and rows_m else None
-    return Page(stored, total, nxt, prev, cursor is None)
+def query_hash(req: SearchRequest) -> str:
+    """What defines a search's result order and membership: its filters and sort, not its page size."""
+    kept = sorted((k, v) for k, v in req.pairs if k not in ("_cursor", "_count", "_total", "_summary", "_elements"))
+    return hashlib.sha256(repr((req.res_type, kept)).encode()).hexdigest()
+
+
+def _ROW_COLUMNS(r: Any) -> list[Any]:
+    return [r.c.rid, r.c.res_type, r.c.res_id, r.c.version, r.c.last_updated, r.c.deleted, r.c.patient, r.c.content]
+
+
+def _take_snapshot(
+    conn: Connection,
+    req: SearchRequest,
+    r: Any,
+    conds: list[ColumnElement[bool]],
+    keys: list[tuple[ColumnElement[Any], bool, str]],
+) -> tuple[str, int, bool]:
+    sid = str(uuid.uuid4())
+    now = now_us()
+    labelled = [expr.label(f"k{i}") for i, (expr, _, _) in enumerate(keys)]
+    sub = (
+        select(r.c.rid, *labelled)
+        .where(and_(*conds))
+        .order_by(*_order(keys, r.c.rid))
+        .limit(SNAPSHOT_MAX + 1)
+        .subquery("ordered")
+    )
+    window = [(sub.c[f"k{i}"].desc() if desc else sub.c[f"k{i}"].asc()) for i, (_, desc, _) in enumerate(keys)]
+    numbered = select(literal(sid), func.row_number().over(order_by=[*window, sub.c.rid.asc()]) - 1, sub.c.rid)
+    conn.execute(insert(search_snapshot).from_select(["sid", "pos", "rid"], numbered))
+    size = conn.execute(select(func.count()).where(search_snapshot.c.sid == sid)).scalar_one()
+    complete = size <= SNAPSHOT_MAX
+    if not complete:
+        conn.execute(
+            delete(search_snapshot).where(and_(search_snapshot.c.sid == sid, search_snapshot.c.pos >= SNAPSHOT_MAX))
+        )
+        size = SNAPSHOT_MAX
+    conn.execute(
+        insert(search_snapshot_info).values(
+            sid=sid, res_type=req.res_type, query_hash=query_hash(req), created=now, size=size, complete=complete
+        )
+    )
+    if random.random() < 0.02:
+        _expire(conn, now)
+    return sid, size, complete
+
+
+def _expire(conn: Connection, now: int) -> None:
+    old = select(search_snapshot_info.c.sid).where(search_snapshot_info.c.created < now - SNAPSHOT_TTL_US)
+    conn.execute(delete(search_snapshot).where(search_snapshot.c.sid.in_(old)))
+    conn.execute(delete(search_snapshot_info).where(search_snapshot_info.c.created < now - SNAPSHOT_TTL_US))
+
+
+def _snapshot_page(conn: Connection, req: SearchRequest, cursor: Cursor, access: AccessFilter) -> Page:
+    info = conn.execute(select(search_snapshot_info).where(search_snapshot_info.c.sid == cursor.snapshot)).first()
+    if info is None or info.created < now_us() - SNAPSHOT_TTL_US:
+        raise FhirError.of(410, "expired", "this page of the search has expired; run the search again")
+    if info.res_type != req.res_type or info.query_hash != query_hash(req):
+        raise invalid("_cursor does not belong to this search", "_cursor")
+    start = cursor.offset
+    r = resource.alias("r")
+    s = search_snapshot
+    conds = [
+        s.c.sid == cursor.snapshot,
+        s.c.pos >= start,
+        s.c.pos < start + req.count,
+        r.c.deleted.is_(False),
+    ]
+    extra = access(req.res_type, r)
+    if extra is not None:
+        conds.append(extra)
+    q = select(*_ROW_COLUMNS(r)).select_from(s.join(r, r.c.rid == s.c.rid)).where(and_(*conds)).order_by(s.c.pos)
+    stored = [row_to_stored(row) for row in conn.execute(q)]
+    end = start + req.count
+    nxt: Cursor | None = None
+    if end < info.size:
+        nxt = Cursor(cursor.snapshot, end)
+    elif not info.complete:
+        nxt = _continue_after_snapshot(conn, req, cursor.snapshot, info.size)
+    prev = Cursor(cursor.snapshot, max(0, start - req.count)) if start > 0 else None
+    total = info.size if info.complete and req.total != "none" else None
+    return Page(stored, total, nxt, prev, False)
+
+
+def _continue_after_snapshot(conn: Connection, req: SearchRequest, sid: str, size: int) -> Cursor | None:
+    """Past the end of a full snapshot, paging continues by keyset from its last row."""
+    last_rid = conn.execute(
+        select(search_snapshot.c.rid).where(and_(search_snapshot.c.sid == sid, search_snapshot.c.pos == size - 1))
+    ).scalar()
+    if last_rid is None:
+        return None
+    r = resource.alias("r")
+    keys = sort_keys(req, r)
+    row = conn.execute(select(*[e for e, _, _ in keys]).select_from(r).where(r.c.rid == last_rid)).first()
+    if row is None:
+        return None
+    return Cursor(None, 0, tuple(row), last_rid)

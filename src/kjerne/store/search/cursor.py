@@ -1,7 +1,9 @@
-"""Opaque page cursors: the sort-key values of the edge row, its rid, and the snapshot bound.
+"""Opaque page cursors.
 
-Pages are keyset pages over (sort keys…, rid) with rids fixed at the first page's high-water mark,
-so rows written or deleted between pages never make a page skip or repeat a row.
+A search that has more than one page stores the ordered rids of its result at the first page (a
+snapshot, `store/search/builder.py`); its cursor is the snapshot id and the offset of the page. Rows
+created, updated or deleted between pages then never make a page skip or repeat a row. A result too
+large for one snapshot continues with a keyset cursor: the sort-key values and rid of the last row.
 """
 
 from __future__ import annotations
@@ -17,23 +19,37 @@ from kjerne.fhir.outcome import invalid
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    keys: tuple[Any, ...]
-    rid: int
-    snapshot: int
-    backwards: bool = False
-    offset: int = 0  # position of the page's first row, for the client's orientation only
+    snapshot: str | None = None  # snapshot id
+    offset: int = 0
+    keys: tuple[Any, ...] = ()  # keyset continuation past the end of a snapshot
+    rid: int = 0
 
     def encode(self) -> str:
-        raw = orjson.dumps([list(self.keys), self.rid, self.snapshot, int(self.backwards), self.offset])
+        raw = orjson.dumps([self.snapshot, self.offset, list(self.keys), self.rid])
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _bad() -> Exception:
+    return invalid("_cursor is not a cursor this server issued", "_cursor")
 
 
 def decode(token: str) -> Cursor:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        keys, rid, snapshot, backwards, offset = orjson.loads(raw)
-        if not isinstance(keys, list) or not isinstance(rid, int) or not isinstance(snapshot, int):
-            raise ValueError("bad cursor shape")
-        return Cursor(tuple(keys), rid, snapshot, bool(backwards), int(offset))
+        snapshot, offset, keys, rid = orjson.loads(raw)
     except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        raise invalid("_cursor is not a cursor this server issued", "_cursor") from exc
+        raise _bad() from exc
+    if snapshot is not None and (not isinstance(snapshot, str) or len(snapshot) != 36):
+        raise _bad()
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 2**31:
+        raise _bad()
+    if not isinstance(rid, int) or isinstance(rid, bool) or not 0 <= rid < 2**63:
+        raise _bad()
+    if not isinstance(keys, list) or any(
+        isinstance(k, bool) or not isinstance(k, int | float | str) or (isinstance(k, int) and abs(k) >= 2**63)
+        for k in keys
+    ):
+        raise _bad()
+    if any(isinstance(k, str) and "\x00" in k for k in keys):
+        raise _bad()
+    return Cursor(snapshot, offset, tuple(keys), rid)

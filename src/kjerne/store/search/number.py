@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, not_, or_
 
 from kjerne.fhir.outcome import invalid
-from kjerne.store.schema import idx_number, idx_quantity
+from kjerne.store.schema import cut, idx_number, idx_quantity
 from kjerne.store.search.common import BuildContext, membership
 from kjerne.store.search.prefixes import split_prefix
 from kjerne.store.search.request import Clause, split_pipe
@@ -23,8 +23,9 @@ def parse_number(name: str, raw: str) -> tuple[float, float]:
     if not dec.is_finite():
         raise invalid(f"search parameter '{name}': '{raw}' is not a number", name)
     exponent = dec.as_tuple().exponent
-    half = 0.5 * 10.0 ** int(exponent) if isinstance(exponent, int) else 0.0
-    return float(dec), half
+    if not isinstance(exponent, int) or abs(dec.adjusted()) > 300 or abs(exponent) > 300:
+        raise invalid(f"search parameter '{name}': '{raw}' is outside the range this server compares", name)
+    return float(dec), 0.5 * 10.0**exponent
 
 
 def value_condition(col: ColumnElement[Any], prefix: str, value: float, half: float) -> ColumnElement[bool]:
@@ -67,6 +68,7 @@ def build_quantity(rid: ColumnElement[Any], res_type: str, clause: Clause, ctx: 
             cond = value_condition(q.value, prefix, value, half)
             if unit_part:
                 system, code = split_pipe(unit_part)
+                system, code = cut(system), cut(code)
                 if system:
                     cond = and_(cond, q.system == system, q.code == code)
                 elif code:

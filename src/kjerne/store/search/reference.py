@@ -7,7 +7,7 @@ from sqlalchemy import ColumnElement, and_, false, select
 
 from kjerne.fhir.model import resource_types
 from kjerne.fhir.outcome import invalid
-from kjerne.store.schema import idx_reference, resource
+from kjerne.store.schema import cut, idx_reference, resource
 from kjerne.store.search.common import BuildContext, any_of, index_subquery, membership
 from kjerne.store.search.request import Clause, split_pipe
 
@@ -19,6 +19,7 @@ def value_condition(clause: Clause, value: str, ctx: BuildContext) -> ColumnElem
     param = clause.param
     if clause.modifier == "identifier":
         system, code = split_pipe(value)
+        system, code = cut(system), cut(code) or ""
         if system is None:
             return ref.ident_value == code
         if system == "":

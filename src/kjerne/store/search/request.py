@@ -129,6 +129,9 @@ def parse(res_type: str, pairs: list[tuple[str, str]], *, lenient: bool = False)
             problems.append(_bad(name, why))
 
     for name, value in pairs:
+        if "\x00" in name or "\x00" in value:
+            problems.append(_bad(name.replace("\x00", ""), "contains a NUL character"))
+            continue
         base = name.split(":", 1)[0].split(".", 1)[0]
         if base in CONTROL:
             _control(req, name, value, problems, lenient)

@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_
 
 from kjerne.store.indexing import normalise
-from kjerne.store.schema import idx_token
+from kjerne.store.schema import cut, idx_token
 from kjerne.store.search.common import BuildContext, index_subquery, like_escape, membership
 from kjerne.store.search.request import Clause, split_pipe
 
@@ -16,6 +16,7 @@ def value_condition(value: str, modifier: str | None) -> ColumnElement[bool]:
         norm = like_escape(normalise(value))
         return or_(t.text.like(norm + "%", escape="\\"), t.text.like("% " + norm + "%", escape="\\"))
     system, code = split_pipe(value)
+    system, code = cut(system), cut(code)
     if system is None:
         return t.code == code
     if system == "":

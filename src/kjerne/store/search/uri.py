@@ -4,13 +4,14 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, literal
 
-from kjerne.store.schema import idx_uri
+from kjerne.store.schema import cut, idx_uri
 from kjerne.store.search.common import BuildContext, like_escape, membership
 from kjerne.store.search.request import Clause
 
 
 def value_condition(value: str, modifier: str | None) -> ColumnElement[bool]:
     u = idx_uri.c
+    value = cut(value) or ""
     if modifier == "below":
         return u.value.like(like_escape(value) + "%", escape="\\")
     if modifier == "above":

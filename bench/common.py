@@ -1,0 +1,645 @@
+"""What the benchmarks share: machine facts, a PostgreSQL cluster, a uvicorn server as a subprocess,
+synthetic lab data, the rows the store writes for a resource, and the sections of bench/RESULTS.md.
+
+Every benchmark is one command (`.venv/bin/python bench/<name>.py`) that prints a table and replaces its
+own section of RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import math
+import os
+import platform
+import random
+import shlex
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from kjerne.demo import catalogue as cat
+from kjerne.fhir.identifiers import OID_FNR, OID_ORGNR, make_synthetic_fnr
+from kjerne.store import rules
+from kjerne.store.clock import us_to_instant
+from kjerne.store.identity import person_references
+from kjerne.store.indexing import extract
+from kjerne.store.schema import INDEX_TABLES, resource
+from kjerne.store.writer import Writer, patient_of
+from kjerne.testing.pgcluster import Cluster, find_bindir
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+# PostgreSQL settings for every benchmark cluster (the rest are initdb defaults). fsync and
+# synchronous_commit stay on unless a benchmark says otherwise: an acknowledged write is on disk.
+PG_SETTINGS = {
+    "shared_buffers": "2GB",
+    "effective_cache_size": "12GB",
+    "maintenance_work_mem": "1GB",
+    "work_mem": "16MB",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "30min",
+    "max_connections": "200",
+}
+
+
+# -- machine and reporting ------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def memory_gb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def postgres_version() -> str:
+    try:
+        out = subprocess.run([str(find_bindir() / "postgres"), "--version"], capture_output=True, text=True)
+        return out.stdout.strip().replace("postgres (PostgreSQL) ", "PostgreSQL ")
+    except (OSError, RuntimeError):
+        return "PostgreSQL (not found)"
+
+
+def machine() -> str:
+    return (
+        f"{ncpu()} CPUs ({cpu_model()}), {memory_gb():.0f} GB RAM, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {postgres_version()}"
+    )
+
+
+def command_line() -> str:
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script_s = str(script.relative_to(REPO))
+    except ValueError:
+        script_s = str(script)
+    return shlex.join([".venv/bin/python", script_s, *sys.argv[1:]])
+
+
+def code_version() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=REPO, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    rev = head.stdout.strip() or "unknown"
+    return rev + (" with uncommitted changes in src/" if dirty.stdout.strip() else "")
+
+
+def header(started: float) -> str:
+    took = time.perf_counter() - started
+    return (
+        f"Measured {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} on {machine()}; code at {code_version()}.\n"
+        f"Command: `{command_line()}` (ran {took / 60:.1f} min).\n"
+    )
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out) + "\n"
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(c) for c in headers], *[[str(c) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    sys.stdout.flush()
+
+
+_PREAMBLE = """# Benchmark results
+
+Each section below is written by its own command (`make bench` runs them all); a run replaces its
+section and leaves the others alone. Figures are from one run on the machine named in the section, with
+the client, the server and the database sharing its cores.
+"""
+
+
+def update_results(key: str, body: str) -> None:
+    """Replace (or append) the section between the markers for `key` in bench/RESULTS.md."""
+    start, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+    block = f"{start}\n{body.rstrip()}\n{end}\n"
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else _PREAMBLE
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
+        text = before + block + ("\n" + after if after else "")
+    else:
+        text = text.rstrip() + "\n\n" + block
+    RESULTS.write_text(text, encoding="utf-8")
+    print(f"\nwrote the '{key}' section of {RESULTS.relative_to(REPO)}")
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+# -- CPU accounting from /proc ---------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _children() -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        out.setdefault(int(fields[1]), []).append(int(entry.name))
+    return out
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) used so far by a process, its live descendants and the children it
+    has reaped (PostgreSQL backends that have exited count towards the postmaster)."""
+    kids = _children()
+    total = 0.0
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+        if pid == root:
+            total += int(fields[13]) + int(fields[14])
+        todo += kids.get(pid, [])
+    return total / _TICK
+
+
+def machine_busy() -> float:
+    """CPU seconds all processes on the machine have used since boot (every core, /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICK
+
+
+def ncpu() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def wait_for_quiet(*, threshold: float = 0.15, max_wait: float = 180.0) -> float:
+    """Wait (up to max_wait s) until other processes use less than `threshold` of the machine over a
+    2 s sample, so a run does not start while something else is busy. Returns the last busy share."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        b0, t0 = machine_busy(), time.monotonic()
+        time.sleep(2)
+        share = (machine_busy() - b0) / ((time.monotonic() - t0) * ncpu())
+        if share < threshold or time.monotonic() > deadline:
+            if share >= threshold:
+                print(f"  (the machine is still {share:.0%} busy with other work; measuring anyway)", flush=True)
+            return share
+        print(f"  waiting: other processes keep the machine {share:.0%} busy ...", flush=True)
+
+
+def own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+# -- PostgreSQL and the HTTP server -----------------------------------------------------------------
+
+
+@contextmanager
+def postgres(*, fsync: bool = True) -> Iterator[Cluster]:
+    with Cluster(fsync=fsync, settings=PG_SETTINGS) as cluster:
+        yield cluster
+
+
+def postmaster_pid(cluster: Cluster) -> int:
+    return int((cluster.data / "postmaster.pid").read_text().split()[0])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str  # http://127.0.0.1:port
+    port: int
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def server(db_url: str, var_dir: Path, *, workers: int = 1) -> Iterator[Server]:
+    """`kjerne serve --dev` on a free loopback port, as its own process group; stopped on exit."""
+    port = free_port()
+    log = open(var_dir / f"server-{port}.log", "wb")  # noqa: SIM115 - closed below
+    env = {**os.environ, "KJERNE_VAR": str(var_dir)}
+    cmd = [str(BIN / "kjerne"), "serve", "--dev", "--db", db_url, "--host", "127.0.0.1", "--port", str(port)]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited: {(var_dir / f'server-{port}.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not come up within 60 s")
+            time.sleep(0.1)
+        yield Server(url, port, proc)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
+        log.close()
+
+
+def issuer_for(var_dir: Path, port: int) -> Any:
+    """The development issuer as the server on `port` sees it (same key directory, same issuer URL)."""
+    from kjerne.api.auth import dev_issuer
+    from kjerne.config import Settings
+
+    return dev_issuer(Settings(var_dir=var_dir, host="127.0.0.1", port=port))
+
+
+PRACTITIONER = {"hpr": "9144889", "pid": "13116900216", "org": "974760673"}
+PRODUCER_ORG = "987654325"
+
+
+# -- synthetic persons and lab results --------------------------------------------------------------
+
+
+def synthetic_fnrs(n: int, seed: int) -> list[str]:
+    """`n` distinct synthetic fødselsnummer with valid check digits."""
+    rng = random.Random(f"bench-fnr:{seed}")
+    seen: set[str] = set()
+    out: list[str] = []
+    while len(out) < n:
+        born = dt.date(1930, 1, 1) + dt.timedelta(days=rng.randint(0, 33000))
+        individ = rng.randint(500, 999) if born.year >= 2000 else rng.randint(0, 499)
+        fnr = make_synthetic_fnr(born, individ)
+        if fnr is None or fnr in seen:
+            continue
+        seen.add(fnr)
+        out.append(fnr)
+    return out
+
+
+ANALYSES = [a for a in cat.ANALYSES.values()]
+LABS = ["lab-fjordvik", "lab-kystlab", "lab-mjosdalen"]
+_OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+_VITALS = [
+    ("8867-4", "Heart rate", "Puls", "/min", "/min", 50, 100),
+    ("8480-6", "Systolic blood pressure", "Systolisk blodtrykk", "mm[Hg]", "mm[Hg]", 100, 160),
+    ("29463-7", "Body weight", "Vekt", "kg", "kg", 50, 110),
+    ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "Oksygenmetning", "%", "%", 90, 100),
+]
+
+
+def person_subject(fnr: str) -> dict[str, Any]:
+    """A subject named only by national id: the store resolves it to the person's Patient."""
+    return {"type": "Patient", "identifier": {"system": OID_FNR, "value": fnr}}
+
+
+def fhir_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _org(lab_key: str) -> dict[str, Any]:
+    org = cat.ORG_BY_KEY[lab_key]
+    return {"reference": f"Organization/{org.id}", "identifier": {"system": OID_ORGNR, "value": org.orgnr},
+            "display": org.name}
+
+
+def lab_result(rng: random.Random, analysis: Any, lab_key: str) -> tuple[float, str]:
+    """A plausible value in the lab's unit and its interpretation flag (L, N or H)."""
+    unit = analysis.unit_at(lab_key)
+    low, high = analysis.ref["F"]
+    centre = ((low or 0) + (high or (low or 1) * 2)) / 2 or 1.0
+    value = round(rng.lognormvariate(math.log(centre), 0.25) * unit.factor, unit.decimals)
+    if low is not None and value < low * unit.factor:
+        return value, "L"
+    if high is not None and value > high * unit.factor:
+        return value, "H"
+    return value, "N"
+
+
+def lab_observation_body(
+    analysis: Any, lab_key: str, value: float, flag: str, subject: dict[str, Any], collected: str, issued: str,
+    request_ref: str, specimen_ref: str,
+) -> dict[str, Any]:
+    unit = analysis.unit_at(lab_key)
+    low, high = analysis.ref["F"]
+    reference: dict[str, Any] = {}
+    if low is not None:
+        reference["low"] = {"value": round(low * unit.factor, 2), "unit": unit.unit, "system": cat.UCUM,
+                            "code": unit.ucum}
+    if high is not None:
+        reference["high"] = {"value": round(high * unit.factor, 2), "unit": unit.unit, "system": cat.UCUM,
+                             "code": unit.ucum}
+    nlk, loinc = unit.nlk or analysis.nlk, unit.loinc or analysis.loinc
+    return {
+        "resourceType": "Observation",
+        "basedOn": [{"reference": request_ref}],
+        "status": "final",
+        "category": [{"coding": [{"system": _OBS_CATEGORY, "code": "laboratory", "display": "Laboratory"}]}],
+        "code": {"coding": [{"system": cat.NLK, "code": nlk[0], "display": nlk[1]},
+                            {"system": cat.LOINC, "code": loinc[0], "display": loinc[1]}], "text": analysis.text},
+        "subject": copy.deepcopy(subject),
+        "effectiveDateTime": collected,
+        "issued": issued,
+        "performer": [_org(lab_key)],
+        "valueQuantity": {"value": value, "unit": unit.unit, "system": cat.UCUM, "code": unit.ucum},
+        "interpretation": [{"coding": [{"system": cat.INTERPRETATION, "code": flag}]}],
+        "specimen": {"reference": specimen_ref},
+        "referenceRange": [reference] if reference else [{"text": "Ingen referanse"}],
+    }
+
+
+def lab_observation(
+    rng: random.Random, analysis: Any, subject: dict[str, Any], collected: dt.datetime, issued: dt.datetime,
+    lab_key: str, request_ref: str, specimen_ref: str,
+) -> dict[str, Any]:
+    value, flag = lab_result(rng, analysis, lab_key)
+    return lab_observation_body(analysis, lab_key, value, flag, subject, fhir_time(collected), fhir_time(issued),
+                                request_ref, specimen_ref)
+
+
+VITALS = _VITALS
+
+
+def vital_observation_body(vital: tuple[Any, ...], value: int, subject: dict[str, Any], moment: str) -> dict[str, Any]:
+    loinc, display, text, unit, ucum, _lo, _hi = vital
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"system": _OBS_CATEGORY, "code": "vital-signs", "display": "Vital Signs"}]}],
+        "code": {"coding": [{"system": cat.LOINC, "code": loinc, "display": display}], "text": text},
+        "subject": copy.deepcopy(subject),
+        "effectiveDateTime": moment,
+        "valueQuantity": {"value": value, "unit": unit, "system": cat.UCUM, "code": ucum},
+    }
+
+
+def random_moment(rng: random.Random, years: float = 5.0) -> dt.datetime:
+    now = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+    return now - dt.timedelta(seconds=rng.randint(0, int(years * 365.25 * 86400)))
+
+
+def lab_bundle(rng: random.Random, fnr: str, n_results: int = 10) -> dict[str, Any]:
+    """A transaction as a laboratory delivers one report: ServiceRequest, Specimen, DiagnosticReport and
+    `n_results` Observations, all POSTs with urn:uuid references, the patient named by fødselsnummer."""
+    subject = person_subject(fnr)
+    collected = random_moment(rng)
+    issued = collected + dt.timedelta(minutes=rng.randint(60, 1200))
+    lab_key = rng.choice(LABS)
+    urn = {k: f"urn:uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}" for k in ("sr", "spec", "dr")}
+    analyses = rng.sample(ANALYSES, n_results)
+    obs_urns = [f"urn:uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}" for _ in analyses]
+    service_request = {
+        "resourceType": "ServiceRequest",
+        "identifier": [{"system": "https://id.kjerne.example/rekvisisjon", "value": f"R{rng.getrandbits(40)}"}],
+        "status": "completed",
+        "intent": "order",
+        "category": [{"coding": [{"system": cat.SNOMED, "code": "108252007", "display": "Laboratory procedure"}]}],
+        "code": {"coding": [{"system": cat.KV_8202, "code": "CLIN", "display": "Medisinsk biokjemi"}]},
+        "subject": copy.deepcopy(subject),
+        "authoredOn": fhir_time(collected - dt.timedelta(minutes=30)),
+        "performer": [_org(lab_key)],
+        "specimen": [{"reference": urn["spec"]}],
+    }
+    specimen = {
+        "resourceType": "Specimen",
+        "accessionIdentifier": {"system": "https://id.kjerne.example/provenummer", "value": str(rng.getrandbits(40))},
+        "status": "available",
+        "type": {"coding": [{"system": cat.KV_8351, "code": "P", "display": "Plasma"},
+                            {"system": cat.SNOMED, "code": "119361006", "display": "Plasma specimen"}]},
+        "subject": copy.deepcopy(subject),
+        "receivedTime": fhir_time(collected + dt.timedelta(minutes=45)),
+        "request": [{"reference": urn["sr"]}],
+        "collection": {"collectedDateTime": fhir_time(collected)},
+    }
+    report = {
+        "resourceType": "DiagnosticReport",
+        "identifier": [{"system": "https://id.kjerne.example/svarrapport", "value": f"S{rng.getrandbits(40)}"}],
+        "basedOn": [{"reference": urn["sr"]}],
+        "status": "final",
+        "category": [{"coding": [{"system": cat.KV_8202, "code": "LAB", "display": "Laboratoriemedisin"},
+                                 {"system": cat.V2_0074, "code": "LAB", "display": "Laboratory"}]}],
+        "code": {"coding": [{"system": cat.LOINC, "code": "11502-2", "display": "Laboratory report"}],
+                 "text": "Medisinsk biokjemi"},
+        "subject": copy.deepcopy(subject),
+        "effectiveDateTime": fhir_time(collected),
+        "issued": fhir_time(issued),
+        "performer": [_org(lab_key)],
+        "specimen": [{"reference": urn["spec"]}],
+        "result": [{"reference": u, "display": a.text} for u, a in zip(obs_urns, analyses, strict=True)],
+    }
+    observations = [
+        lab_observation(rng, a, subject, collected, issued, lab_key, urn["sr"], urn["spec"]) for a in analyses
+    ]
+    entries = [(urn["sr"], service_request), (urn["spec"], specimen), (urn["dr"], report)]
+    entries += list(zip(obs_urns, observations, strict=True))
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": full, "resource": res, "request": {"method": "POST", "url": res["resourceType"]}}
+            for full, res in entries
+        ],
+    }
+
+
+# -- the rows the store writes -----------------------------------------------------------------------
+
+
+class _Capture:
+    """Stands in for a Connection to collect the batches Writer._write_index would insert."""
+
+    def __init__(self) -> None:
+        self.batches: dict[str, list[dict[str, Any]]] = {}
+
+    def execute(self, statement: Any, batch: list[dict[str, Any]]) -> None:
+        self.batches.setdefault(statement.table.name, []).extend(dict(r) for r in batch)
+
+
+def new_patient(fnr: str, res_id: str) -> dict[str, Any]:
+    """The Patient the store creates when data first arrives for an unknown person
+    (kjerne.store.identity.resolve_person_references)."""
+    return {"resourceType": "Patient", "id": res_id, "identifier": [{"system": OID_FNR, "value": fnr}]}
+
+
+def link_persons(res: dict[str, Any], patient_by_fnr: dict[str, str]) -> None:
+    """Point identifier-only person references at their Patient, as identity resolution does."""
+    for ref in person_references(res):
+        ref["reference"] = f"Patient/{patient_by_fnr[ref['identifier']['value']]}"
+        ref.setdefault("type", "Patient")
+
+
+@dataclass(slots=True)
+class StoredRows:
+    resource: dict[str, Any]  # a row of `resource`, without rid
+    index: dict[str, list[dict[str, Any]]]  # index table -> rows, rid still to be filled in
+
+
+def store_rows(res: dict[str, Any], res_id: str, now_us: int) -> StoredRows:
+    """The rows kjerne.store.writer.Writer stores for the first version of `res` (references already
+    resolved), made the way Writer.put and Writer._store make them: rules.prepare, meta, extract,
+    patient_of, the extra index rows, and Writer._write_index's row shapes. No validation."""
+    res = copy.deepcopy(res)
+    res["id"] = res_id
+    rules.prepare(res, is_new=True, previous=None)
+    meta = dict(res.get("meta") or {})
+    meta["versionId"] = "1"
+    meta["lastUpdated"] = us_to_instant(now_us)
+    res["meta"] = meta
+    rows = extract(res)
+    patient = patient_of(res, rows)
+    rows.dates.extend(rules.extra_index_rows(res))
+    res_type = res["resourceType"]
+    row = {
+        "res_type": res_type,
+        "res_id": res_id,
+        "version": 1,
+        "patient": patient,
+        "last_updated": now_us,
+        "deleted": False,
+        "content": orjson.dumps(res),
+    }
+    capture = _Capture()
+    writer = Writer(capture, validate_input=False)  # type: ignore[arg-type]
+    writer._write_index(0, res_type, patient, rows)
+    flush = getattr(writer, "flush", None)  # the writer may buffer index rows until flush
+    if flush is not None:
+        flush()
+    return StoredRows(row, capture.batches)
+
+
+RESOURCE_COLUMNS = [c.name for c in resource.columns]
+INDEX_COLUMNS = {t.name: [c.name for c in t.columns] for t in INDEX_TABLES.values()}
+
+
+def as_tuples(rid: int, rows: StoredRows) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows of one resource as tuples in table column order, under the given rid (for COPY)."""
+    out: dict[str, list[tuple[Any, ...]]] = {"resource": [(rid, *(rows.resource[c] for c in RESOURCE_COLUMNS[1:]))]}
+    for table, batch in rows.index.items():
+        cols = INDEX_COLUMNS[table]
+        out[table] = [tuple(rid if c == "rid" else r[c] for c in cols) for r in batch]
+    return out
+
+
+def random_id(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+# -- profiling a server with py-spy -----------------------------------------------------------------
+
+
+@contextmanager
+def py_spy(pid: int, out: Path | None, *, rate: int = 250, gil: bool = False) -> Iterator[None]:
+    """Sample the process tree `pid` with py-spy (raw collapsed stacks to `out`) while the block runs.
+    Does nothing when `out` is None."""
+    if out is None:
+        yield
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [str(BIN / "py-spy"), "record", "-p", str(pid), "--subprocesses", "--format", "raw", "--rate", str(rate),
+           "--nonblocking", *(["--gil"] if gil else []), "-o", str(out)]
+    spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+
+
+Shares = list[tuple[str, float]]
+_IDLE = ("select (selectors.py", "_worker (concurrent/futures/thread.py", "wait (threading.py")
+
+
+def _function(frame: str) -> str:
+    """'name (path/file.py:123)' -> 'name (path/file.py)'."""
+    head, _, tail = frame.rpartition(":")
+    return head + ")" if tail.rstrip(")").isdigit() else frame
+
+
+def hotspots(raw: Path, *, top: int = 20) -> tuple[Shares, Shares]:
+    """From py-spy's raw output: the lines with the most samples on top of the stack (self time) and the
+    project functions on the most stacks (inclusive time), as shares of all non-idle samples."""
+    self_counts: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not count_s.isdigit():
+            continue
+        frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
+        if not frames or frames[-1].startswith(_IDLE):
+            continue
+        n = int(count_s)
+        total += n
+        self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + n
+        for key in {_function(f) for f in frames if "kjerne/" in f}:
+            incl[key] = incl.get(key, 0) + n
+    if total == 0:
+        return [], []
+    by_self = sorted(((k, v / total) for k, v in self_counts.items()), key=lambda kv: -kv[1])[:top]
+    by_incl = sorted(((k, v / total) for k, v in incl.items()), key=lambda kv: -kv[1])[:top]
+    return by_self, by_incl
