@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from kjerne.api import fhir_routes
+from kjerne.api import fhir_routes, ingest_routes
 from kjerne.api.render import error_response, outcome_response
 from kjerne.config import Settings
 from kjerne.fhir.outcome import FhirError, Issue
@@ -80,11 +80,13 @@ def create_app(
         Route("/.well-known/smart-configuration", smart_configuration),
         Mount("/fhir", routes=fhir_routes.routes),
     ]
+    gate = None
     if repository_factory is None:
         from kjerne.api.auth import Gate, build_verifier, dev_issuer
 
         gate = Gate(engine, build_verifier(settings), settings.fhir_base())
         repository_factory = gate.repository
+        routes.extend(ingest_routes.routes)
         if settings.dev:
             jwks = dev_issuer(settings).jwks()
             routes.append(Route("/dev-issuer/jwks", lambda request: JSONResponse(jwks)))
@@ -96,6 +98,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.repository_factory = repository_factory
+    app.state.gate = gate
     return app
 
 

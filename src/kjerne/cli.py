@@ -136,6 +136,35 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_stats_producers(args: argparse.Namespace) -> int:
+    import json
+
+    from kjerne.services.ingest_log import producer_stats
+    from kjerne.store.db import make_engine
+
+    stats = producer_stats(make_engine(_settings(args).db_url), days=args.days)
+    if args.json:
+        print(json.dumps(stats, indent=1, ensure_ascii=False))
+        return 0
+    if not stats:
+        print(f"no deliveries in the last {args.days} days")
+    for p in stats:
+        lag = p["lag_seconds"]
+        per_day = p["reports_per_day"]
+        avg = sum(per_day.values()) / max(1, len(per_day))
+        print(f"{p['producer']}  {p['name'] or ''}")
+        print(
+            f"  latest delivery {p['latest']}; {p['delivered']} messages, {avg:.1f} reports/day on {len(per_day)} days"
+        )
+        if lag["median"] is not None:
+            print(f"  delivery lag: median {lag['median']:.0f}s, p95 {lag['p95']:.0f}s, max {lag['max']:.0f}s")
+        print(f"  rejected: {p['rejected_count']}, accepted with warnings: {p['warnings']}")
+        for r in p["rejected"][-5:]:
+            first = (r["reasons"] or "").splitlines()[0] if r["reasons"] else ""
+            print(f"    {r['received']} {r['msg_id'] or ''}: {first}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kjerne", description="Kjerne national health-data sharing services")
     sub = p.add_subparsers(dest="command", required=True)
@@ -190,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     v = asub.add_parser("verify", help="check the hash chain; report the first broken link")
     db_flag(v)
     v.set_defaults(func=cmd_audit_verify)
+
+    sp = sub.add_parser("stats", help="usage and delivery statistics")
+    ssub = sp.add_subparsers(dest="stats_command", required=True)
+    st = ssub.add_parser("producers", help="deliveries per lab and radiology unit: volume, latest, lag, rejections")
+    db_flag(st)
+    st.add_argument("--days", type=int, default=30)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_stats_producers)
     return p
 
 

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from kjerne.access.context import AccessRecord
 from kjerne.fhir.model import resource_types
 from kjerne.fhir.outcome import FhirError, Issue, invalid
+from kjerne.store.records import Stored
 from kjerne.store.repository import Repository, _type_of
-from kjerne.store.writer import WriteResult, new_id
+from kjerne.store.writer import Writer, WriteResult, new_id
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 
@@ -99,7 +101,10 @@ class BundleProcessor:
         raise invalid(f"Bundle.type must be transaction or batch, not '{kind}'", "Bundle.type")
 
     # -- transaction --------------------------------------------------------------------------
-    def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+    def transaction(
+        self, bundle: dict[str, Any], *, after: Callable[[Writer, list[Stored]], None] | None = None
+    ) -> dict[str, Any]:
+        """`after` runs inside the transaction once every entry is written, with the stored versions."""
         entries = _entries(bundle)
         check_full_urls(entries)
         plan: list[tuple[int, str, dict[str, Any]]] = []
@@ -193,6 +198,8 @@ class BundleProcessor:
                 except FhirError as err:
                     raise FhirError(err.status, [_at(issue, i) for issue in err.issues]) from err
             written = [r["_resource"] for r in responses.values() if "_resource" in r]
+            if after is not None:
+                after(writer, written)
             self.repo._record(
                 conn,
                 AccessRecord(

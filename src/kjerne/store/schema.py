@@ -160,6 +160,27 @@ search_snapshot_info = Table(
 )
 Index("ix_snapshot_created", search_snapshot_info.c.created)
 
+# Every message a producer delivers, accepted or rejected: producer coverage statistics and
+# idempotent redelivery are read from here.
+ingest_log = Table(
+    "ingest_log",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("received", BigInteger, nullable=False),
+    Column("producer", String(64), nullable=False),  # organisation number of the token, or the sender id
+    Column("producer_name", String(255)),
+    Column("sender", String(64)),  # the sender named in the message (HER-id, organisation number)
+    Column("format", String(16), nullable=False),  # svarrapport | hl7v2 | fhir
+    Column("msg_id", String(255)),
+    Column("status", String(16), nullable=False),  # ok | warning | superseded | duplicate | rejected
+    Column("reasons", Text),
+    Column("issued", BigInteger),  # when the producer issued the report
+    Column("reports", Integer, nullable=False, default=0),
+    Column("receipt", LargeBinary),  # the receipt sent back, so a redelivery gets the same answer
+)
+Index("ix_ingest_producer", ingest_log.c.producer, ingest_log.c.received)
+Index("ix_ingest_msg", ingest_log.c.producer, ingest_log.c.msg_id)
+
 INDEX_TABLES = {
     "token": idx_token,
     "string": idx_string,

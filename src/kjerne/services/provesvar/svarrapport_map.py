@@ -15,9 +15,12 @@ Identifiers
     AnalysedSubjectIdByRequester, ResultItemId); `identifier.type` carries the same code. The
     DiagnosticReport is updated on its ServReportId (ServProvId), or on ServReqId when the report has no
     ServProvId; that identifier stays the same across new, changed, cancelled and appended versions.
-    Observations, Specimens, ServiceRequests and PractitionerRoles are updated on a derived key
-    (`urn:kjerne:labsvar:key`), a UUID computed from the report identifier and the element's place in the
-    report, because the message gives them no stable id of their own.
+    Observations, Specimens and ServiceRequests are updated on a derived key (`urn:kjerne:labsvar:key`), a
+    UUID computed from the report identifier and the element's place in the report (for a result: its
+    parent's key, its analysis code and its occurrence among siblings with that code), because the message
+    gives them no stable id of their own; a changed report therefore updates the same resources. A
+    PractitionerRole's key is computed from the HPR number / organisation identifiers it names (from the
+    names within the report when it has no identifier).
 
 Lifecycle
     The store applies versions. Each DiagnosticReport carries what it needs: the stable report identifier,

@@ -1,0 +1,376 @@
+"""Search: a patient's laboratory Observations, newest first, 50 a page, as a practitioner sees them.
+
+`POST /fhir/Observation/_search` with `category=laboratory&_sort=-date&_count=50` and the patient's
+fødselsnummer in the `person-id` header, with a practitioner token whose attestation names that patient
+(purpose TREAT). One request at a time over a keep-alive connection, each for a patient drawn at random,
+so the access policy, the search and its audit entry are paid on every request. Latency percentiles at
+each size of the store, through HTTP and in-process (`Repository.search` with the same AccessPolicy and
+the same bundle rendering, no HTTP), to separate the HTTP overhead.
+
+Data: Observations spread over patients, `dataset.PER_PATIENT` each (about 85 % laboratory results, the
+rest home measurements) plus `dataset.HEAVY` heavy patients with `dataset.HEAVY_OBS` each, bulk-loaded as
+the store itself would have written them (see bench/dataset.py) and then VACUUM ANALYZEd. The database
+grows from one size to the next. Every response is checked: its total must equal the number of laboratory
+Observations loaded for that patient, its first page must be 50 entries newest first.
+
+    .venv/bin/python bench/search.py [--db sqlite|postgres|both] [--sizes 100000,1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import Engine, event, text
+
+import common as c
+import dataset as d
+from kjerne.access.policy import AccessPolicy, RequestInfo
+from kjerne.api.auth import build_verifier
+from kjerne.api.fhir_routes import scope_to_person
+from kjerne.api.render import search_bundle
+from kjerne.config import Settings
+from kjerne.store.db import make_engine
+from kjerne.store.migrate import upgrade
+from kjerne.store.repository import Repository
+
+QUERY = [("category", "laboratory"), ("_sort", "-date"), ("_count", "50")]
+TARGET_P99_MS = 50.0
+
+
+@dataclass
+class Measured:
+    db: str
+    size: int
+    patients: int
+    load_s: float
+    load_phases: dict[str, float]
+    http: list[float] = field(default_factory=list)
+    heavy_http: list[float] = field(default_factory=list)
+    inproc: dict[str, list[float]] = field(default_factory=dict)  # verify/policy/search/render/total
+    heavy_inproc: list[float] = field(default_factory=list)
+    checked: int = 0
+    statements: list[tuple[float, str]] = field(default_factory=list)  # one search's SQL, (seconds, text)
+    plan: str = ""
+    other: float = 0.0
+
+
+def practitioner_token(issuer: Any, fnr: str) -> str:
+    p = c.PRACTITIONER
+    return str(issuer.practitioner_token(hpr=p["hpr"], pid=p["pid"], org=p["org"], patients=[fnr], purpose="TREAT"))
+
+
+def check(body: dict[str, Any], expected: int, fnr: str) -> None:
+    total = body.get("total")
+    entries = [e for e in body.get("entry", []) if e.get("search", {}).get("mode") == "match"]
+    if total != expected:
+        raise AssertionError(f"patient {fnr}: the search says total {total}, {expected} were loaded")
+    if len(entries) != min(50, expected):
+        raise AssertionError(f"patient {fnr}: {len(entries)} entries on the first page, expected {min(50, expected)}")
+    dates = [e["resource"]["effectiveDateTime"] for e in entries]
+    if any(e["resource"].get("category", [{}])[0].get("coding", [{}])[0].get("code") != "laboratory"
+           for e in entries):
+        raise AssertionError(f"patient {fnr}: a non-laboratory Observation on the page")
+    if dates != sorted(dates, reverse=True):
+        raise AssertionError(f"patient {fnr}: the page is not newest first")
+
+
+def measure(db: str, db_url: str, engine: Engine, var: Path, patients: list[d.PatientPlan], lab: dict[str, int],
+            args: argparse.Namespace, m: Measured, profile: Path | None) -> None:
+    rng = random.Random(f"bench-search:{args.seed}:{m.size}")
+    typical = [p for p in patients if not p.heavy]
+    heavy = [p for p in patients if p.heavy]
+    warm = [rng.choice(typical) for _ in range(args.warmup)]
+    sample = [rng.choice(typical) for _ in range(args.requests)]
+    heavy_sample = [heavy[i % len(heavy)] for i in range(args.heavy_requests)] if heavy else []
+    with c.server(db_url, var) as srv:
+        issuer = c.issuer_for(var, srv.port)
+        tokens: dict[str, str] = {}
+        for p in warm + sample + heavy_sample:
+            if p.fnr not in tokens:
+                tokens[p.fnr] = practitioner_token(issuer, p.fnr)
+        form = "&".join(f"{k}={v}" for k, v in QUERY)
+
+        def http(client: httpx.Client, p: d.PatientPlan) -> float:
+            headers = {"authorization": f"Bearer {tokens[p.fnr]}", "person-id": p.fnr,
+                       "content-type": "application/x-www-form-urlencoded"}
+            t0 = time.perf_counter()
+            r = client.post(srv.url + "/fhir/Observation/_search", content=form, headers=headers)
+            took = time.perf_counter() - t0
+            if r.status_code != 200:
+                raise AssertionError(f"HTTP {r.status_code}: {r.text[:500]}")
+            check(orjson.loads(r.content), lab[p.pid], p.fnr)
+            m.checked += 1
+            return took
+
+        with httpx.Client(timeout=60) as client:
+            for p in warm:
+                http(client, p)
+            c.wait_for_quiet()
+            busy0, t0 = c.machine_busy(), time.perf_counter()
+            cpu0 = c.own_cpu() + c.tree_cpu(srv.process.pid) + (c.tree_cpu(args.pg_pid) if args.pg_pid else 0)
+            with c.py_spy(srv.process.pid, profile, gil=True):
+                m.http = [http(client, p) for p in sample]
+            cpu1 = c.own_cpu() + c.tree_cpu(srv.process.pid) + (c.tree_cpu(args.pg_pid) if args.pg_pid else 0)
+            wall = time.perf_counter() - t0
+            m.other = max(0.0, (c.machine_busy() - busy0) - (cpu1 - cpu0)) / (wall * c.ncpu())
+            m.heavy_http = [http(client, p) for p in heavy_sample]
+
+        settings = Settings(db_url=db_url, dev=True, var_dir=var, host="127.0.0.1", port=srv.port)
+        verifier = build_verifier(settings)
+        base = settings.fhir_base()
+
+        def inproc(p: d.PatientPlan) -> dict[str, float]:
+            t0 = time.perf_counter()
+            principal = verifier.verify(f"Bearer {tokens[p.fnr]}")
+            t1 = time.perf_counter()
+            policy = AccessPolicy(engine, principal, RequestInfo(person_id=p.fnr))
+            repo = Repository(engine, policy, base_url=base)
+            pairs = scope_to_person(repo, "Observation", list(QUERY), p.fnr)
+            t2 = time.perf_counter()
+            result = repo.search("Observation", pairs)
+            t3 = time.perf_counter()
+            body = orjson.dumps(search_bundle(result, base, "Observation", policy.withheld_outcome()))
+            t4 = time.perf_counter()
+            check(orjson.loads(body), lab[p.pid], p.fnr)
+            m.checked += 1
+            return {"verify token": t1 - t0, "policy": t2 - t1, "search": t3 - t2, "render": t4 - t3,
+                    "total": t4 - t0}
+
+        for p in warm[:20]:
+            inproc(p)
+        parts = [inproc(p) for p in sample]
+        m.inproc = {k: [x[k] for x in parts] for k in parts[0]}
+        m.heavy_inproc = [inproc(p)["total"] for p in heavy_sample]
+        m.statements, m.plan = statements_of_one_search(engine, verifier, tokens, sample[0], base, db)
+
+
+def statements_of_one_search(engine: Engine, verifier: Any, tokens: dict[str, str], p: d.PatientPlan, base: str,
+                             db: str) -> tuple[list[tuple[float, str]], str]:
+    """The SQL one search runs (policy included) with each statement's time, and the plan of the slowest."""
+    seen: list[tuple[float, str, Any]] = []
+    starts: list[float] = []
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        starts.append(time.perf_counter())
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        seen.append((time.perf_counter() - starts.pop(), statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        principal = verifier.verify(f"Bearer {tokens[p.fnr]}")
+        policy = AccessPolicy(engine, principal, RequestInfo(person_id=p.fnr))
+        repo = Repository(engine, policy, base_url=base)
+        repo.search("Observation", scope_to_person(repo, "Observation", list(QUERY), p.fnr))
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+    out = [(s, " ".join(stmt.split())) for s, stmt, _ in seen]
+    plan = ""
+    selects = [x for x in seen if x[1].lstrip().upper().startswith(("SELECT", "INSERT INTO SEARCH_SNAPSHOT"))]
+    if selects:
+        slowest = max(selects, key=lambda x: x[0])
+        prefix = "EXPLAIN (ANALYZE, BUFFERS) " if db == "PostgreSQL" else "EXPLAIN QUERY PLAN "
+        with engine.connect() as conn:
+            tx = conn.begin()
+            try:
+                rows = conn.exec_driver_sql(prefix + slowest[1], slowest[2]).all()
+            finally:
+                tx.rollback()
+        plan = "\n".join(" | ".join(str(x) for x in row) for row in rows)
+    return out, plan
+
+
+def load_step(engine: Engine, db_url: str, patients: list[d.PatientPlan], lab: dict[str, int], seed: int,
+              procs: int) -> d.Loaded:
+    loaded = d.load(engine, db_url, patients, seed=seed, procs=procs)
+    lab.update(loaded.lab_counts)
+    return loaded
+
+
+def summarise(m: Measured) -> list[str]:
+    http, inp = m.http, m.inproc
+    return [
+        m.db, f"{m.size:,}", f"{m.patients:,}", f"{m.load_s:.0f} s",
+        f"{len(http)}", c.ms(statistics.median(http)), c.ms(c.percentile(http, 99)), c.ms(max(http)),
+        c.ms(statistics.median(inp["total"])), c.ms(c.percentile(inp["total"], 99)),
+        c.ms(statistics.median(inp["search"])), c.ms(c.percentile(inp["search"], 99)),
+        (f"{c.ms(statistics.median(m.heavy_http))} / {c.ms(c.percentile(m.heavy_http, 99))}" if m.heavy_http
+         else "-"),
+        f"{m.other:.0%}",
+    ]
+
+
+HEADERS = ["database", "Observations", "patients", "load", "requests", "HTTP p50", "HTTP p99", "HTTP max",
+           "in-process p50", "in-process p99", "search() p50", "search() p99", "heavy HTTP p50 / p99",
+           "other load"]
+
+
+def report(results: list[Measured], args: argparse.Namespace, started: float, pg_note: str) -> None:
+    rows = [summarise(m) for m in results]
+    print()
+    c.print_table(HEADERS, rows)
+    largest_pg = max((m for m in results if m.db == "PostgreSQL"), key=lambda m: m.size, default=None)
+    verdict = ""
+    if largest_pg is not None:
+        p99 = c.percentile(largest_pg.http, 99) * 1000
+        met = "met" if p99 <= TARGET_P99_MS and largest_pg.size >= 1_000_000 else (
+            "missed" if p99 > TARGET_P99_MS else "not measured at 1M")
+        verdict = (f"Target p99 ≤ {TARGET_P99_MS:.0f} ms at 1M on PostgreSQL: **{met}** "
+                   f"(p99 {p99:.1f} ms over HTTP at {largest_pg.size:,} Observations).\n\n")
+        print("\n" + verdict.strip())
+    breakdown = []
+    for m in results:
+        parts = ", ".join(f"{k} {c.ms(statistics.median(v))}" for k, v in m.inproc.items() if k != "total")
+        loads = ", ".join(f"{k} {v:.0f} s" for k, v in m.load_phases.items())
+        breakdown.append(f"- {m.db}, {m.size:,}: in-process medians (ms): {parts}. "
+                         f"HTTP overhead (p50 HTTP − p50 in-process): "
+                         f"{c.ms(statistics.median(m.http) - statistics.median(m.inproc['total']))} ms. "
+                         f"Heavy patients ({d.HEAVY_OBS:,} Observations each) in-process p50 "
+                         f"{c.ms(statistics.median(m.heavy_inproc)) if m.heavy_inproc else '-'} ms. "
+                         f"Load of this step: {loads}.")
+    sql = []
+    for m in results:
+        sql.append(f"\n{m.db} at {m.size:,} Observations: {len(m.statements)} statements, "
+                   f"{sum(s for s, _ in m.statements) * 1000:.1f} ms in the database driver:\n")
+        sql += [f"    {s * 1000:7.2f} ms  {stmt[:160]}" for s, stmt in m.statements]
+        if m.plan:
+            sql.append("\n  plan of the slowest:\n")
+            sql += ["    " + line for line in m.plan.splitlines()[:40]]
+    body = (
+        "## Search: a patient's lab Observations, newest first, 50 a page\n\n"
+        + c.header(started)
+        + "\n`POST /fhir/Observation/_search` with `category=laboratory&_sort=-date&_count=50` and `person-id`, "
+        "as a practitioner with a valid attestation for that patient (a fresh policy and an audit entry on every "
+        "request). One request at a time over one keep-alive connection to `kjerne serve --dev` (1 worker) on "
+        f"127.0.0.1; {args.requests} requests per size for patients drawn at random from those with "
+        f"{d.PER_PATIENT} Observations (about {d.LAB_SHARE:.0%} of them laboratory), after {args.warmup} warm-up "
+        f"requests; then {args.heavy_requests} for the {d.HEAVY} heavy patients with {d.HEAVY_OBS:,} each. "
+        "Every response was checked: its `total` equals the laboratory Observations loaded for the patient, the "
+        f"page has 50 entries, laboratory only, newest first ({sum(m.checked for m in results):,} responses "
+        "checked). Times in ms.\n\n"
+        + c.markdown_table(HEADERS, rows)
+        + "\n"
+        + verdict
+        + "Where the time goes:\n\n"
+        + "\n".join(breakdown)
+        + "\n\nNotes:\n\n"
+        "- *in-process*: the same work without HTTP: token verification, AccessPolicy, `scope_to_person`, "
+        "`Repository.search` (with its audit entry and commit) and the search Bundle as JSON; *search()* is "
+        "`Repository.search` alone.\n"
+        "- Data: bulk-loaded rows identical to what the store writes (bench/dataset.py: each shape of "
+        "Observation goes through the store's own preparation, `extract` and the Writer's row shapes, a sample "
+        "is rebuilt the slow way and compared, and one Observation is written by the real Writer and compared); "
+        "secondary indexes dropped during the load and rebuilt, then VACUUM ANALYZE (PostgreSQL) or ANALYZE "
+        "(SQLite). Load times include generating the rows on 2 processes.\n"
+        f"- {pg_note}\n"
+        "- SQLite: WAL, `synchronous=FULL` (the store's settings); each search commits its audit entry.\n"
+        "- *other load*: share of the machine used by processes outside the benchmark during the timed HTTP "
+        "requests.\n"
+        "\n<details><summary>SQL of one typical search (policy, search, audit) and the plan of its slowest "
+        "statement</summary>\n\n```\n" + "\n".join(sql).strip("\n") + "\n```\n</details>\n"
+    )
+    c.update_results("search", body)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    p.add_argument("--sizes", default="100000,1000000", help="PostgreSQL sizes (stored Observations)")
+    p.add_argument("--sqlite-sizes", default="100000", help="SQLite sizes")
+    p.add_argument("--requests", type=int, default=500)
+    p.add_argument("--heavy-requests", type=int, default=60)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--procs", type=int, default=2, help="processes generating rows during a load")
+    p.add_argument("--no-fsync", action="store_true", help="PostgreSQL with fsync off (not durable)")
+    p.add_argument("--profile", type=Path, help="py-spy the server during the timed requests; raw stacks here")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args()
+    args.pg_pid = None
+    started = time.perf_counter()
+    sizes = sorted(int(s) for s in args.sizes.split(",") if s)
+    sqlite_sizes = sorted(int(s) for s in args.sqlite_sizes.split(",") if s)
+    everyone = d.plan(max(sizes + sqlite_sizes), args.seed)
+    results: list[Measured] = []
+    tmp = Path(tempfile.mkdtemp(prefix="kjerne-bench-search-"))
+    pg_note = "PostgreSQL: not run."
+    try:
+        if args.db in ("sqlite", "both"):
+            for size in sqlite_sizes:
+                print(f"SQLite, {size:,} Observations: loading ...", flush=True)
+                url = f"sqlite:///{tmp}/search-{size}.db"
+                upgrade(url)
+                engine = make_engine(url)
+                patients = d.prefix_for(everyone, size)
+                lab: dict[str, int] = {}
+                loaded = load_step(engine, url, patients, lab, args.seed, args.procs)
+                d.check_against_writer(engine, patients[-1], args.seed)
+                print(f"  loaded in {loaded.seconds:.0f} s; measuring ...", flush=True)
+                m = Measured("SQLite", sum(x.obs for x in patients), len(patients), loaded.seconds, loaded.phases)
+                prof = args.profile / f"search-sqlite-{size}.txt" if args.profile else None
+                measure("SQLite", url, engine, tmp, patients, lab, args, m, prof)
+                engine.dispose()
+                results.append(m)
+                print("  " + " ".join(summarise(m)), flush=True)
+        if args.db in ("postgres", "both"):
+            with c.postgres(fsync=not args.no_fsync) as cluster:
+                args.pg_pid = c.postmaster_pid(cluster)
+                settings = ", ".join(f"{k}={v}" for k, v in c.PG_SETTINGS.items())
+                durability = ("fsync=off (NOT durable)" if args.no_fsync
+                              else "fsync=on, synchronous_commit=on (each search's audit commit is flushed)")
+                pg_note = f"PostgreSQL: {durability}; {settings}; local TCP connection."
+                url = cluster.create_database("search")
+                upgrade(url)
+                engine = make_engine(url)
+                lab = {}
+                done: list[d.PatientPlan] = []
+                load_total = 0.0
+                for size in sizes:
+                    patients = d.prefix_for(everyone, size)
+                    new = patients[len(done):]
+                    print(f"PostgreSQL, {size:,} Observations: loading {len(new):,} patients ...", flush=True)
+                    loaded = load_step(engine, url, new, lab, args.seed, args.procs)
+                    load_total += loaded.seconds
+                    done = patients
+                    d.check_against_writer(engine, patients[-1], args.seed)
+                    with engine.connect() as conn:
+                        n_obs = conn.execute(text("SELECT count(*) FROM resource WHERE res_type = 'Observation'")
+                                             ).scalar_one()
+                    planned = sum(x.obs for x in patients)
+                    if n_obs != planned:
+                        raise AssertionError(f"{n_obs} Observations stored, {planned} planned")
+                    print(f"  loaded in {loaded.seconds:.0f} s; measuring ...", flush=True)
+                    m = Measured("PostgreSQL", n_obs, len(patients), load_total, loaded.phases)
+                    prof = args.profile / f"search-pg-{size}.txt" if args.profile else None
+                    measure("PostgreSQL", url, engine, tmp, patients, lab, args, m, prof)
+                    results.append(m)
+                    print("  " + " ".join(summarise(m)), flush=True)
+                engine.dispose()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(results, args, started, pg_note)
+    if args.profile:
+        for f in sorted(args.profile.glob("search-*.txt")):
+            by_self, by_incl = c.hotspots(f)
+            print(f"\n{f.name}: self time (GIL held)")
+            for k, v in by_self:
+                print(f"  {v:6.1%}  {k}")
+            print("inclusive")
+            for k, v in by_incl:
+                print(f"  {v:6.1%}  {k}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

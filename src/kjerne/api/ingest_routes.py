@@ -1,0 +1,76 @@
+"""Producer endpoints: /ingest/svarrapport and /ingest/hl7v2, and producer coverage at /stats/producers."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kjerne.access.policy import AccessPolicy
+from kjerne.access.principal import Principal
+from kjerne.api.auth import Gate, request_info
+from kjerne.api.body import media_type, raw_body
+from kjerne.api.render import FhirResponse
+from kjerne.fhir.outcome import FhirError, Issue, operation_outcome
+from kjerne.services.ingest_log import producer_stats
+from kjerne.store.repository import Repository
+
+XML_TYPES = ("application/xml", "text/xml", "application/xml+msghead")
+
+
+def _gate(request: Request) -> Gate:
+    gate = getattr(request.app.state, "gate", None)
+    if gate is None:
+        raise FhirError.of(503, "transient", "ingest is not configured on this server")
+    return gate
+
+
+def _producer(request: Request) -> tuple[Principal, Repository]:
+    gate = _gate(request)
+    principal = gate.principal(request)
+    if principal.kind != "system" or not principal.can("DiagnosticReport", "write"):
+        raise FhirError.of(403, "forbidden", "ingest takes a producer's system token with system/*.write")
+    policy = AccessPolicy(gate.engine, principal, request_info(request, channel="ingest"))
+    return principal, Repository(gate.engine, policy, base_url=gate.fhir_base)
+
+
+def _wants_fhir(request: Request) -> bool:
+    return "fhir+json" in request.headers.get("accept", "")
+
+
+async def svarrapport(request: Request) -> Response:
+    from kjerne.services.provesvar.ingest import ingest_svarrapport
+
+    principal, repo = await run_in_threadpool(_producer, request)
+    if media_type(request) not in XML_TYPES:
+        raise FhirError.of(415, "not-supported", "send the Svarrapport as application/xml")
+    body = await raw_body(request, request.app.state.settings.max_body_bytes)
+    receipt = await run_in_threadpool(ingest_svarrapport, repo, body, principal.org or principal.subject)
+    if _wants_fhir(request):
+        severity = "error" if receipt.status == "rejected" else "information"
+        issues = [
+            Issue("invalid" if severity == "error" else "informational", r, severity=severity) for r in receipt.reasons
+        ]
+        issues = issues or [Issue("informational", f"received ({receipt.status})", severity="information")]
+        return FhirResponse(operation_outcome(issues), status_code=receipt.http_status)
+    return Response(receipt.body, status_code=receipt.http_status, media_type="application/xml")
+
+
+async def stats(request: Request) -> Response:
+    gate = _gate(request)
+    principal = await run_in_threadpool(gate.principal, request)
+    if principal.kind != "system" or not principal.can("AuditEvent", "read"):
+        raise FhirError.of(403, "forbidden", "producer statistics need an operator token (system/AuditEvent.read)")
+    days = request.query_params.get("days", "30")
+    if not days.isdigit() or not 1 <= int(days) <= 366:
+        raise FhirError.of(400, "invalid", "days must be 1-366")
+    return JSONResponse(
+        {"days": int(days), "producers": await run_in_threadpool(producer_stats, gate.engine, days=int(days))}
+    )
+
+
+routes = [
+    Route("/ingest/svarrapport", svarrapport, methods=["POST"]),
+    Route("/stats/producers", stats, methods=["GET"]),
+]
