@@ -223,19 +223,24 @@ def ncpu() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def wait_for_quiet(*, threshold: float = 0.15, max_wait: float = 180.0) -> float:
+def wait_for_quiet(*, threshold: float = 0.15, max_wait: float = 90.0) -> float:
     """Wait (up to max_wait s) until other processes use less than `threshold` of the machine over a
     2 s sample, so a run does not start while something else is busy. Returns the last busy share."""
     deadline = time.monotonic() + max_wait
+    said = False
     while True:
         b0, t0 = machine_busy(), time.monotonic()
         time.sleep(2)
         share = (machine_busy() - b0) / ((time.monotonic() - t0) * ncpu())
-        if share < threshold or time.monotonic() > deadline:
-            if share >= threshold:
-                print(f"  (the machine is still {share:.0%} busy with other work; measuring anyway)", flush=True)
+        if share < threshold:
             return share
-        print(f"  waiting: other processes keep the machine {share:.0%} busy ...", flush=True)
+        if time.monotonic() > deadline:
+            print(f"  (other processes still keep the machine {share:.0%} busy; measuring anyway)", flush=True)
+            return share
+        if not said:
+            print(f"  waiting up to {max_wait:.0f} s: other processes keep the machine {share:.0%} busy ...",
+                  flush=True)
+            said = True
 
 
 def own_cpu() -> float:

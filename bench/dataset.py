@@ -279,7 +279,7 @@ def make_chunk(chunk: Chunk) -> ChunkResult:
     import psycopg
 
     if _PG_CONN is None:
-        _PG_CONN = psycopg.connect(chunk.pg_url)
+        _PG_CONN = psycopg.connect(chunk.pg_url, autocommit=True)
         for t in TABLES:
             cols = _columns(t)
             oids = dict(_PG_CONN.execute(

@@ -286,11 +286,21 @@ async def audit_log(request: Request) -> FhirResponse:
     return FhirResponse(bundle)
 
 
+def _operations() -> list[Route]:
+    from kjerne.api.operations import observation_stats
+
+    return [
+        Route("/Observation/$lastn", observation_stats.lastn, methods=["GET", "POST"]),
+        Route("/Observation/$stats", observation_stats.stats, methods=["GET", "POST"]),
+    ]
+
+
 routes = [
     Route("/metadata", metadata, methods=["GET"]),
     Route("/", system_root, methods=["POST"]),
     Route("/_history", history, methods=["GET"]),
     Route("/AuditEvent", audit_log, methods=["GET"]),
+    *_operations(),
     Route("/{type}/_search", search, methods=["POST"]),
     Route("/{type}/_history", history, methods=["GET"]),
     Route("/{type}/{id}/_history/{vid}", vread, methods=["GET"]),

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, and_, delete, select
 from kjerne.access import restrictions as r
 from kjerne.fhir.outcome import FhirError, Issue
 from kjerne.services.classify import SERVICE_SYSTEM, service_of, tag_service
-from kjerne.store.schema import INDEX_TABLES, idx_token, resource, resource_history
+from kjerne.store.schema import INDEX_TABLES, idx_obs, idx_token, resource, resource_history
 
 if TYPE_CHECKING:
     from kjerne.store.writer import Writer
@@ -65,7 +65,7 @@ def purge_service_data(conn: Connection, patient: str, services: frozenset[str])
     rids = [row[0] for row in conn.execute(select(idx_token.c.rid).where(and_(*cond)).distinct())]
     for i in range(0, len(rids), 500):
         chunk = rids[i : i + 500]
-        for table in INDEX_TABLES.values():
+        for table in (*INDEX_TABLES.values(), idx_obs):
             conn.execute(delete(table).where(table.c.rid.in_(chunk)))
         conn.execute(delete(resource_history).where(resource_history.c.rid.in_(chunk)))
         conn.execute(delete(resource).where(resource.c.rid.in_(chunk)))

@@ -160,6 +160,23 @@ search_snapshot_info = Table(
 )
 Index("ix_snapshot_created", search_snapshot_info.c.created)
 
+# Observations by patient, code and time: $lastn and $stats read this index alone, so the latest values
+# of a patient with a hundred thousand measurements are an index range scan, not a sort.
+idx_obs = Table(
+    "idx_obs",
+    metadata,
+    Column("rid", BigInteger, nullable=False),
+    Column("patient", String(64), nullable=False),
+    Column("system", String(MAX_INDEXED)),
+    Column("code", String(MAX_INDEXED), nullable=False),
+    Column("effective", BigInteger, nullable=False),  # microseconds; the end of a period
+    Column("value", Float),  # the quantity (or integer) value, or the component's value
+    Column("unit", String(64)),
+    Column("component", Boolean, nullable=False, default=False),  # a row for a component's code
+)
+Index("ix_obs_lastn", idx_obs.c.patient, idx_obs.c.code, idx_obs.c.system, idx_obs.c.effective)
+Index("ix_obs_rid", idx_obs.c.rid)
+
 # Every message a producer delivers, accepted or rejected: producer coverage statistics and
 # idempotent redelivery are read from here.
 ingest_log = Table(

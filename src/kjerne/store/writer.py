@@ -17,8 +17,9 @@ from kjerne.store import rules
 from kjerne.store.clock import now_us, us_to_instant
 from kjerne.store.identity import resolve_person_references
 from kjerne.store.indexing import IndexRows, extract
+from kjerne.store.observations import observation_rows
 from kjerne.store.records import Stored, row_to_stored
-from kjerne.store.schema import INDEX_TABLES, cut, resource, resource_history
+from kjerne.store.schema import INDEX_TABLES, cut, idx_obs, resource, resource_history
 
 # The params whose Patient reference puts a resource in that patient's compartment, in order of preference.
 COMPARTMENT_PARAMS = ("patient", "subject", "beneficiary", "individual", "who")
@@ -82,7 +83,9 @@ _UPDATE_RESOURCE = (
     )
 )
 _DELETE_INDEX = {kind: delete(t).where(t.c.rid == bindparam("r")) for kind, t in INDEX_TABLES.items()}
+_DELETE_INDEX["obs"] = delete(idx_obs).where(idx_obs.c.rid == bindparam("r"))
 _INSERT_INDEX = {kind: insert(t) for kind, t in INDEX_TABLES.items()}
+_INSERT_INDEX["obs"] = insert(idx_obs)
 
 
 def current(conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Stored | None:
@@ -107,7 +110,7 @@ class Writer:
         self._patients: dict[tuple[str, str], str] = {}
         self.reservations: dict[str, Any] = {}
         self._reports: list[str] = []
-        self._pending: dict[str, list[dict[str, Any]]] = {kind: [] for kind in INDEX_TABLES}
+        self._pending: dict[str, list[dict[str, Any]]] = {kind: [] for kind in _INSERT_INDEX}
         self._pending_count = 0
 
     def finish(self) -> None:
@@ -242,6 +245,8 @@ class Writer:
             for stmt in _DELETE_INDEX.values():
                 conn.execute(stmt, {"r": rid})
         self._write_index(rid, res_type, patient, rows)
+        if res_type == "Observation" and not deleted:
+            self._pending["obs"].extend({"rid": rid, **row} for row in observation_rows(res, patient))
         stored = Stored(rid, res_type, res_id, version, now, deleted, patient, content)
         if res_type == "Patient" and not deleted:
             # Identity lookups later in this transaction find this Patient without searching the index,
