@@ -192,13 +192,16 @@ def sql_profile(engine: Engine, verifier: Any, tokens: dict[str, str], sample: l
         if "FROM resource AS r" not in flat:
             continue
         prefix = "EXPLAIN (ANALYZE, BUFFERS) " if db == "PostgreSQL" else "EXPLAIN QUERY PLAN "
+        if flat.startswith("INSERT"):  # explain the query that fills the table, without inserting twice
+            stmt = stmt[stmt.index("SELECT"):]
         with engine.connect() as conn:
             tx = conn.begin()
             try:
                 rows = conn.exec_driver_sql(prefix + stmt, params).all()
             finally:
                 tx.rollback()
-        plans.append(f"{flat[:200]} ...\n" + "\n".join("  " + " | ".join(str(x) for x in row) for row in rows))
+        lines = [" | ".join(str(x) for x in row) for row in rows]
+        plans.append(f"{flat[:160]} ...\n" + "\n".join("  " + line[:180] for line in lines[:60]))
     return out, "\n\n".join(plans)
 
 

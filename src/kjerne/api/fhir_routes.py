@@ -287,9 +287,12 @@ async def audit_log(request: Request) -> FhirResponse:
 
 
 def _operations() -> list[Route]:
-    from kjerne.api.operations import observation_stats
+    from kjerne.api.operations import observation_stats, provesvar
 
     return [
+        Route("/Observation/$cumulative", provesvar.cumulative_view, methods=["GET", "POST"]),
+        Route("/ServiceRequest/$duplicate-check", provesvar.duplicate_check, methods=["GET", "POST"]),
+        Route("/ServiceRequest/$requested", provesvar.requested, methods=["GET"]),
         Route("/Observation/$lastn", observation_stats.lastn, methods=["GET", "POST"]),
         Route("/Observation/$stats", observation_stats.stats, methods=["GET", "POST"]),
     ]

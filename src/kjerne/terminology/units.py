@@ -239,4 +239,3 @@ def convertible(from_unit: str, to_unit: str, *, molar_mass: float | None = None
     except UnitError:
         return False
     return True
-

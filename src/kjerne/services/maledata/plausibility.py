@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from kjerne.fhir.identifiers import PERSON_SYSTEMS
 from kjerne.fhir.outcome import Issue
@@ -114,6 +114,7 @@ def check(obs: Mapping[str, Any], *, now: dt.datetime | None = None, types: Type
     if mtype.value_kind == "codeable":
         value, flag = _check_codeable(obs, mtype, errors)
         return Checked(errors, _interpretation(flag), mtype, canonical_value=value)
+    number: float | None
     if mtype.value_kind == "integer":
         number, flag = _check_integer(obs, mtype, errors)
     else:
@@ -230,7 +231,13 @@ def _check_times(obs: Mapping[str, Any], now: dt.datetime, errors: list[Issue]) 
             errors.append(Issue("business-rule", f"measurement time {text} is in the future", where))
         else:
             parsed[where] = when
-    start, end = parsed.get("Observation.effectivePeriod.start"), parsed.get("Observation.effectivePeriod.end")
+    # Only full date-times are compared: a partial date stands for a span, and its earliest moment may well
+    # lie before a start on the same day.
+    texts = dict(moments)
+    start, end = (
+        parsed.get(where) if "T" in str(texts.get(where, "")) else None
+        for where in ("Observation.effectivePeriod.start", "Observation.effectivePeriod.end")
+    )
     if start and end and start > end:
         errors.append(
             Issue("invariant", "effectivePeriod.start is after effectivePeriod.end", "Observation.effectivePeriod")
@@ -523,7 +530,7 @@ def _describe_code(obs: Mapping[str, Any]) -> str:
     return ", ".join(shown) if shown else "(no code)"
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
