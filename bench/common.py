@@ -648,3 +648,21 @@ def hotspots(raw: Path, *, top: int = 20) -> tuple[Shares, Shares]:
     by_self = sorted(((k, v / total) for k, v in self_counts.items()), key=lambda kv: -kv[1])[:top]
     by_incl = sorted(((k, v / total) for k, v in incl.items()), key=lambda kv: -kv[1])[:top]
     return by_self, by_incl
+
+
+def hotspot_markdown(files: list[Path], title: str, *, top: int = 20) -> str:
+    """A collapsed section with the hotspots of each py-spy file, for RESULTS.md; also printed."""
+    parts = []
+    for f in files:
+        if not f.exists():
+            continue
+        by_self, by_incl = hotspots(f, top=top)
+        lines = [f"{f.stem}: self time (samples with the GIL held, top {top})"]
+        lines += [f"  {v:6.1%}  {k}" for k, v in by_self]
+        lines.append(f"{f.stem}: inclusive time of project functions (top {top})")
+        lines += [f"  {v:6.1%}  {k}" for k, v in by_incl]
+        print("\n" + "\n".join(lines))
+        parts.append("\n".join(lines))
+    if not parts:
+        return ""
+    return (f"\n<details><summary>{title}</summary>\n\n```\n" + "\n\n".join(parts) + "\n```\n</details>\n")

@@ -120,7 +120,7 @@ def fan_out(n: int, threads: int, work: Callable[[int, Any], None], setup: Calla
 
 
 def run_api(db: str, db_url: str, var: Path, bodies: list[bytes], *, workers: int, clients: int, warmup: int,
-            pg_pid: int | None) -> Run:
+            pg_pid: int | None, profile: Path | None = None) -> Run:
     upgrade(db_url)
     with c.server(db_url, var, workers=workers) as srv:
         token = c.issuer_for(var, srv.port).system_token(org=c.PRODUCER_ORG, scope="system/*.write")
@@ -143,9 +143,10 @@ def run_api(db: str, db_url: str, var: Path, bodies: list[bytes], *, workers: in
         c.wait_for_quiet()
         timed = bodies[warmup:]
         offset = warmup
-        cpu0 = _cpu(srv.process.pid, pg_pid)
-        took = fan_out(len(timed), clients, lambda i, cl: post(i + offset, cl), client)
-        cpu1 = _cpu(srv.process.pid, pg_pid)
+        with c.py_spy(srv.process.pid, profile, gil=True):
+            cpu0 = _cpu(srv.process.pid, pg_pid)
+            took = fan_out(len(timed), clients, lambda i, cl: post(i + offset, cl), client)
+            cpu1 = _cpu(srv.process.pid, pg_pid)
     if sum(created) != RESOURCES_PER_BUNDLE * len(bodies):
         raise RuntimeError(f"expected {RESOURCES_PER_BUNDLE * len(bodies)} resources created, got {sum(created)}")
     mode = f"API, {workers} worker{'s' if workers > 1 else ''}"
@@ -230,16 +231,32 @@ def insert_bundle(engine: Engine, p: Prepared) -> None:
 _KIND = {t.name: kind for kind, t in INDEX_TABLES.items()}
 
 
+def copy_bundle(engine: Engine, p: Prepared) -> None:
+    """The same rows, with the index rows sent by COPY (PostgreSQL only): the floor for this schema."""
+    with engine.connect() as conn, conn.begin():
+        rids = conn.execute(
+            insert(resource).returning(resource.c.rid, sort_by_parameter_order=True), p.resources
+        ).scalars().all()
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        for table, rows in p.index.items():
+            cols = c.INDEX_COLUMNS[table]
+            with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as cp:
+                for pos, row in rows:
+                    row["rid"] = rids[pos]
+                    cp.write_row(tuple(row[col] for col in cols))
+
+
 def run_raw(db: str, db_url: str, prepared: list[Prepared], *, clients: int, warmup: int,
-            pg_pid: int | None) -> Run:
+            pg_pid: int | None, copy: bool = False) -> Run:
     upgrade(db_url)
     engine = make_engine(db_url)
+    write = copy_bundle if copy else insert_bundle
     try:
         latencies = [0.0] * len(prepared)
 
         def work(i: int, _state: Any) -> None:
             t0 = time.perf_counter()
-            insert_bundle(engine, prepared[i])
+            write(engine, prepared[i])
             latencies[i] = time.perf_counter() - t0
 
         fan_out(warmup, clients, work, lambda: None)
@@ -252,12 +269,23 @@ def run_raw(db: str, db_url: str, prepared: list[Prepared], *, clients: int, war
         engine.dispose()
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
     cpu["inserter"] = cpu.pop("client")
-    run = Run(db, "raw inserts", len(prepared) - warmup, took, latencies[warmup:], cpu)
+    run = Run(db, "raw, index rows by COPY" if copy else "raw inserts", len(prepared) - warmup, took,
+              latencies[warmup:], cpu)
     run.rows = row_counts(db_url)
     return run
 
 
 # -- reporting ---------------------------------------------------------------------------------------------
+
+
+def ceiling(run: Run) -> float:
+    """The rate the measured CPU cost allows on this machine's cores with nothing else running: the
+    service's processes and the database share the cores, and one Python process uses at most one."""
+    per = {k: v / (run.bundles * RESOURCES_PER_BUNDLE) for k, v in run.cpu.items()}
+    python = per.get("server", per.get("inserter", 0.0))
+    workers = 2 if "2 workers" in run.mode else 1
+    total = python + per.get("database", 0.0)
+    return min(workers / python if python else float("inf"), c.ncpu() / total if total else float("inf"))
 
 
 def cpu_text(run: Run) -> str:
@@ -267,7 +295,7 @@ def cpu_text(run: Run) -> str:
 
 def report(runs: list[Run], args: argparse.Namespace, started: float, pg_note: str) -> None:
     headers = ["database", "path", "resources/s", "bundles/s", "bundle p50 ms", "bundle p99 ms",
-               "API/raw", "CPU ms per resource", "other load"]
+               "API/raw", "CPU ms per resource", "CPU ceiling, resources/s", "other load"]
     raw = {r.db: r for r in runs if r.mode == "raw inserts"}
     rows = []
     for r in runs:
@@ -276,7 +304,7 @@ def report(runs: list[Run], args: argparse.Namespace, started: float, pg_note: s
         rows.append([
             r.db, r.mode, f"{r.resources_per_s:,.0f}", f"{r.bundles / r.seconds:.1f}",
             c.ms(statistics.median(r.latencies)), c.ms(c.percentile(r.latencies, 99)), ratio, cpu_text(r),
-            f"{r.other:.0%}",
+            f"{ceiling(r):,.0f}", f"{r.other:.0%}",
         ])
     print()
     c.print_table(headers, rows)
@@ -317,11 +345,18 @@ def report(runs: list[Run], args: argparse.Namespace, started: float, pg_note: s
         "work is inside the server). The client, server and database share the machine's 2 cores, so the "
         "sum bounds the rate: 2 cores / (sum of CPU ms per resource). *Other load*: the share of the machine "
         "that processes outside the benchmark used during the timed part (from /proc/stat); each run waits "
-        "for the machine to be quiet before it starts.\n"
+        "for the machine to be quiet before it starts (up to 90 s). *CPU ceiling*: the rate the measured "
+        "server and database CPU per resource would allow on the machine's cores with nothing else running "
+        "(one uvicorn worker uses at most one core); the client's CPU is left out.\n"
+        "- *raw, index rows by COPY*: as raw inserts, but the index rows go in with COPY instead of "
+        "executemany: what the database itself can take for this schema.\n"
         "- Row counts after each run (the API also writes one audit entry per Bundle, not counted here): "
         + "; ".join(counts)
         + ".\n"
     )
+    if args.profile:
+        body += c.hotspot_markdown(sorted(args.profile.glob("ingest-*.txt")),
+                                   "Where the server's CPU goes (py-spy, `--profile`)")
     c.update_results("ingest", body)
 
 
@@ -338,6 +373,8 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=40)
     p.add_argument("--workers", default="1,2", help="uvicorn worker counts to run, comma-separated")
     p.add_argument("--no-fsync", action="store_true", help="PostgreSQL with fsync off (not durable)")
+    p.add_argument("--profile", type=Path, help="py-spy the server during the API runs (GIL samples); raw stacks "
+                   "go here and the hotspots into RESULTS.md")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
     started = time.perf_counter()
@@ -355,8 +392,9 @@ def main() -> int:
         if args.db in ("sqlite", "both"):
             for w in workers:
                 print(f"SQLite, API with {w} worker(s) ...", flush=True)
+                prof = args.profile / f"ingest-sqlite-{w}.txt" if args.profile else None
                 runs.append(run_api("SQLite", f"sqlite:///{tmp}/api-{w}.db", tmp, bodies, workers=w,
-                                    clients=args.clients, warmup=args.warmup, pg_pid=None))
+                                    clients=args.clients, warmup=args.warmup, pg_pid=None, profile=prof))
                 print(f"  {runs[-1].resources_per_s:,.0f} resources/s", flush=True)
             print("SQLite, raw inserts ...", flush=True)
             runs.append(run_raw("SQLite", f"sqlite:///{tmp}/raw.db", prepared,
@@ -372,12 +410,17 @@ def main() -> int:
                 pg_note = f"PostgreSQL: {durability}; {settings}; local TCP connection."
                 for w in workers:
                     print(f"PostgreSQL, API with {w} worker(s) ...", flush=True)
+                    prof = args.profile / f"ingest-pg-{w}.txt" if args.profile else None
                     runs.append(run_api("PostgreSQL", cluster.create_database(f"api{w}"), tmp, bodies, workers=w,
-                                        clients=args.clients, warmup=args.warmup, pg_pid=pg_pid))
+                                        clients=args.clients, warmup=args.warmup, pg_pid=pg_pid, profile=prof))
                     print(f"  {runs[-1].resources_per_s:,.0f} resources/s", flush=True)
                 print("PostgreSQL, raw inserts ...", flush=True)
                 runs.append(run_raw("PostgreSQL", cluster.create_database("raw"), prepared, clients=args.clients,
                                     warmup=args.warmup, pg_pid=pg_pid))
+                print(f"  {runs[-1].resources_per_s:,.0f} resources/s", flush=True)
+                print("PostgreSQL, raw with COPY for the index rows ...", flush=True)
+                runs.append(run_raw("PostgreSQL", cluster.create_database("rawcopy"), prepared,
+                                    clients=args.clients, warmup=args.warmup, pg_pid=pg_pid, copy=True))
                 print(f"  {runs[-1].resources_per_s:,.0f} resources/s", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

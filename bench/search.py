@@ -297,6 +297,9 @@ def report(results: list[Measured], args: argparse.Namespace, started: float, pg
         + "\n".join(sql).strip("\n")
         + "\n```\n</details>\n"
     )
+    if args.profile:
+        body += c.hotspot_markdown(sorted(args.profile.glob("search-*.txt")),
+                                   "Where the server's CPU goes during the timed requests (py-spy, `--profile`)")
     c.update_results("search", body)
 
 
@@ -376,15 +379,6 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report(results, args, started, pg_note)
-    if args.profile:
-        for f in sorted(args.profile.glob("search-*.txt")):
-            by_self, by_incl = c.hotspots(f)
-            print(f"\n{f.name}: self time (GIL held)")
-            for k, v in by_self:
-                print(f"  {v:6.1%}  {k}")
-            print("inclusive")
-            for k, v in by_incl:
-                print(f"  {v:6.1%}  {k}")
     return 0
 
 

@@ -202,7 +202,7 @@ ITEM = st.one_of(
         issued_days_ago=st.sampled_from((0, 3, 10, 30)),
         code=st.sampled_from(REPORT_CODES),
         updated=st.booleans(),
-        deleted=st.booleans(),
+        deleted=st.booleans() if not os.environ.get("TMP_SAFE") else st.just(False),  # TMP-EXPLORE
         producer=st.integers(0, 1),
     ),
     st.builds(
@@ -267,7 +267,7 @@ def worlds(draw: st.DrawFn) -> WorldSpec:
     if reported:
         hp = st.builds(
             HpRestriction,
-            kind=st.sampled_from(PRACTITIONER_KINDS),
+            kind=st.sampled_from(PRACTITIONER_KINDS if not os.environ.get("TMP_SAFE") else (NEKTING, UTSATT)),  # TMP-EXPLORE
             patient=st.sampled_from(reported),
             report=st.integers(0, 3),
             setter=st.integers(0, n_hp - 1),
@@ -278,6 +278,10 @@ def worlds(draw: st.DrawFn) -> WorldSpec:
         for h in draw(st.lists(hp, max_size=4)):
             n_reports = sum(1 for x in patients[h.patient] if x.kind == "report")
             h = HpRestriction(h.kind, h.patient, h.report % n_reports, h.setter, h.withdrawn, h.release_days)
+            if os.environ.get("TMP_SAFE"):  # TMP-EXPLORE
+                if (h.patient, h.report) in seen_utsatt:
+                    continue
+                seen_utsatt.add((h.patient, h.report))
             if h.kind == UTSATT:
                 # One utsatt innsyn per report: two requesters disagreeing on the release is not modelled.
                 if (h.patient, h.report) in seen_utsatt:
@@ -358,19 +362,20 @@ def searches(draw: st.DrawFn, spec: WorldSpec, n_resources: int) -> Search:
         filter=flt,
         filter_value=value,
         shape=draw(st.sampled_from(shapes)),
-        page_size=draw(st.integers(1, 2)),
+        page_size=draw(st.integers(1, 3)),
         post=draw(st.booleans()),
     )
 
 
 @st.composite
 def reads(draw: st.DrawFn, n_resources: int) -> Read:
+    path = draw(st.sampled_from(("read", "vread", "vread", "history-instance", "history-type", "history-system")))
     return Read(
-        path=draw(st.sampled_from(("read", "vread", "vread", "history-instance", "history-type", "history-system"))),
+        path=path,
         target=draw(st.integers(0, n_resources)),
         version=draw(st.integers(1, 4)),
         res_type=draw(st.sampled_from(("Observation", "DiagnosticReport", "Consent", "Patient"))),
-        page_size=draw(st.one_of(st.none(), st.integers(1, 3))),
+        page_size=draw(st.sampled_from((None, 3, 5) if path == "history-system" else (None, 1, 2, 4))),
     )
 
 
@@ -825,7 +830,7 @@ class Checker:
 
     def raise_first(self) -> None:
         for kind in ORDER:
-            if kind.__name__ in os.environ.get("TMP_IGNORE", "").split(","):  # TMP-EXPLORE
+            if kind.__name__ in os.environ.get("TMP_IGNORE", "").split(",") or os.environ.get("TMP_IGNORE") == "*":  # TMP-EXPLORE
                 continue
             if kind in self.problems:
                 raise kind("\n".join(self.problems[kind]))

@@ -69,6 +69,21 @@ def mapped(raw: bytes | str) -> MappingResult:
     return result
 
 
+def bundle_of(raw: bytes | str) -> dict[str, Any]:
+    return entries(mapped(raw))
+
+
+def entries(result: MappingResult) -> dict[str, Any]:
+    assert result.bundle is not None
+    return result.bundle
+
+
+def fhir_time(raw: str) -> str:
+    moment = read_ts(raw)
+    assert moment is not None
+    return moment.fhir
+
+
 # A Norwegian message that uses most of what the mapper reads.
 NORWEGIAN = [
     "MSH|^~\\&|LIS|OUS-MIKRO|KJERNE|NHN|20240105101500+0100||ORU^R01^ORU_R01|MSG0001|P|2.5.1",
@@ -129,9 +144,9 @@ def set_field(line: str, n: int, value: str) -> str:
 def test_every_oru_file_maps_with_any_separator(path: Path, name: str) -> None:
     reference = mapped(path.read_bytes())
     result = mapped(variant(path.read_bytes(), name))
-    assert result.bundle == reference.bundle
+    assert result.bundle == entries(reference)
     assert result.msg_id == reference.msg_id
-    bundle = result.bundle
+    bundle = entries(result)
     assert bundle["type"] == "transaction"
     urls = [e["fullUrl"] for e in bundle["entry"]]
     assert len(urls) == len(set(urls))
@@ -148,15 +163,15 @@ def test_every_oru_file_maps_with_any_separator(path: Path, name: str) -> None:
 
 @pytest.mark.parametrize("path", ORU_FILES, ids=lambda p: p.name)
 def test_text_input_and_bytes_input_agree(path: Path) -> None:
-    assert mapped(path.read_bytes().decode("utf-8")).bundle == mapped(path.read_bytes()).bundle
+    assert mapped(path.read_bytes().decode("utf-8")).bundle == bundle_of(path.read_bytes())
 
 
 @pytest.mark.parametrize("path", ORU_FILES, ids=lambda p: p.name)
 def test_same_message_twice_gives_the_same_bundle(path: Path) -> None:
     first = map_oru(path.read_bytes(), received_at=RECEIVED)
     second = map_oru(path.read_bytes(), received_at=RECEIVED + dt.timedelta(days=400))
-    assert first.bundle == second.bundle
-    assert json.dumps(first.bundle, sort_keys=True) == json.dumps(second.bundle, sort_keys=True)
+    assert first.bundle == entries(second)
+    assert json.dumps(entries(first), sort_keys=True) == json.dumps(entries(second), sort_keys=True)
 
 
 def test_a_later_version_updates_the_same_resources() -> None:
@@ -164,11 +179,11 @@ def test_a_later_version_updates_the_same_resources() -> None:
     first, second = mapped((PEER / "LAB-ORU-1.hl7").read_bytes()), mapped((PEER / "LAB-ORU-2.hl7").read_bytes())
 
     def requests(result: MappingResult, resource_type: str) -> set[str]:
-        return {e["request"]["url"] for e in result.bundle["entry"] if e["resource"]["resourceType"] == resource_type}
+        return {e["request"]["url"] for e in entries(result)["entry"] if e["resource"]["resourceType"] == resource_type}
 
     for resource_type in ("Patient", "DiagnosticReport", "ServiceRequest", "Specimen", "Observation"):
         assert requests(first, resource_type) == requests(second, resource_type), resource_type
-    statuses = {r["code"]["coding"][0]["code"]: r["status"] for r in resources(second.bundle, "Observation")}
+    statuses = {r["code"]["coding"][0]["code"]: r["status"] for r in resources(entries(second), "Observation")}
     assert set(statuses.values()) == {"final"}
 
 
@@ -198,7 +213,7 @@ REPORT_STATUS_DIFFERENCES = {
 @pytest.mark.parametrize("path", WITH_PEER_OUTPUT, ids=lambda p: p.name)
 def test_results_agree_with_the_peer_converter(path: Path) -> None:
     peer = _peer(path)
-    mine = mapped(path.read_bytes()).bundle
+    mine = bundle_of(path.read_bytes())
     peer_obs, my_obs = resources(peer, "Observation"), resources(mine, "Observation")
     assert len(my_obs) == len(peer_obs)
     for theirs, ours in zip(peer_obs, my_obs, strict=True):
@@ -258,8 +273,8 @@ def test_results_agree_with_the_peer_converter(path: Path) -> None:
 
 
 def test_units_are_ucum() -> None:
-    quantities = [o["valueQuantity"] for o in resources(mapped((PEER / "LAB-ORU-2.hl7").read_bytes()).bundle,
-                                                          "Observation")]  # fmt: skip
+    bundle = bundle_of((PEER / "LAB-ORU-2.hl7").read_bytes())
+    quantities = [o["valueQuantity"] for o in resources(bundle, "Observation")]
     assert {(q["unit"], q["code"]) for q in quantities} == {
         ("%", "%"),
         ("g/l-1", "g/L-1"),  # as sent: UCUM reads it as g.L
@@ -270,20 +285,20 @@ def test_units_are_ucum() -> None:
 
 def test_patients_without_a_national_id_are_written_and_referenced_by_full_url() -> None:
     result = mapped((PEER / "LRI_2.0-NG_CBC_Typ_Message.hl7").read_bytes())
-    entry = next(e for e in result.bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    entry = next(e for e in entries(result)["entry"] if e["resource"]["resourceType"] == "Patient")
     ident = entry["resource"]["identifier"][0]
     assert ident["system"] == "urn:kjerne:hl7v2:NIST%20Lab%20Facility:patient:NIST%20MPI"
     assert ident["type"]["coding"][0]["code"] == "MR"
     assert entry["request"]["url"] == (
         "Patient?identifier=urn:kjerne:hl7v2:NIST%2520Lab%2520Facility:patient:NIST%2520MPI|PATID1234"
     )
-    for res in resources(result.bundle, "Observation"):
+    for res in resources(entries(result), "Observation"):
         assert res["subject"] == {"reference": entry["fullUrl"]}
     assert any("no Norwegian national identity number" in w for w in result.warnings)
 
 
 def test_an_assigning_authority_with_an_oid_is_the_identifier_system() -> None:
-    bundle = mapped((PEER / "ORU-R01-01.hl7").read_bytes()).bundle
+    bundle = bundle_of((PEER / "ORU-R01-01.hl7").read_bytes())
     (patient,) = resources(bundle, "Patient")
     assert patient["identifier"][0]["system"] == "urn:oid:2.16.840.1.114222.4.3.3.5.1.2"
     (report,) = resources(bundle, "DiagnosticReport")
@@ -301,7 +316,7 @@ def test_an_assigning_authority_with_an_oid_is_the_identifier_system() -> None:
 
 def test_norwegian_message() -> None:
     result = mapped(message(NORWEGIAN))
-    bundle = result.bundle
+    bundle = entries(result)
     assert result.msg_id == "MSG0001" and result.version == "2.5.1" and result.message_type == "ORU^R01"
     assert result.report_ids == ["LAB-1"]
     assert resources(bundle, "Patient") == []  # national ids are resolved by the store
@@ -384,7 +399,7 @@ def test_norwegian_message() -> None:
 def test_a_d_number_typed_as_fnr_is_referenced_as_a_d_number() -> None:
     lines = replace(NORWEGIAN, "PID", "PID|1||53116910000^^^^FNR||Nordmann^Kari||19691113|F")
     result = mapped(message(lines))
-    (report,) = resources(result.bundle, "DiagnosticReport")
+    (report,) = resources(entries(result), "DiagnosticReport")
     assert report["subject"]["identifier"] == {"system": OID_DNR, "value": "53116910000"}
     assert any("D-number" in w for w in result.warnings)
 
@@ -392,21 +407,21 @@ def test_a_d_number_typed_as_fnr_is_referenced_as_a_d_number() -> None:
 def test_national_id_typed_nnnor() -> None:
     lines = replace(NORWEGIAN, "PID", "PID|1||LOCAL-7^^^OUS^MR~13116900216^^^^NNNOR||Nordmann^Kari||19691113|F")
     result = mapped(message(lines))
-    assert resources(result.bundle, "Patient") == []
-    (report,) = resources(result.bundle, "DiagnosticReport")
+    assert resources(entries(result), "Patient") == []
+    (report,) = resources(entries(result), "DiagnosticReport")
     assert report["subject"]["identifier"] == {"system": OID_FNR, "value": "13116900216"}
 
 
 def test_note_between_obr_and_obx_and_specimen_notes() -> None:
     lines = [*NORWEGIAN, "NTE|1||Prøven ankom sent"]
-    bundle = mapped(message(lines)).bundle
+    bundle = bundle_of(message(lines))
     (specimen,) = resources(bundle, "Specimen")
     assert specimen["note"] == [{"text": "Prøven ankom sent"}]
 
 
 def test_unsupported_value_type_is_stored_without_value_and_warned() -> None:
     result = mapped(GLUCOSE.read_bytes())
-    second = resources(result.bundle, "Observation")[1]
+    second = resources(entries(result), "Observation")[1]
     assert second["dataAbsentReason"]["coding"][0]["code"] == "unsupported"
     assert "valueQuantity" not in second
     assert any("value type FN" in w for w in result.warnings)
@@ -414,7 +429,7 @@ def test_unsupported_value_type_is_stored_without_value_and_warned() -> None:
 
 def test_pending_result_keeps_no_value() -> None:
     lines = replace(NORWEGIAN, "OBX|1|", "OBX|1|NM|NPU02319^B-Hemoglobin^NPU||||||||I")
-    bundle = mapped(message(lines)).bundle
+    bundle = bundle_of(message(lines))
     hb = next(o for o in resources(bundle, "Observation") if o["code"]["coding"][0]["code"] == "NPU02319")
     assert hb["status"] == "registered"
     assert "valueQuantity" not in hb
@@ -422,12 +437,12 @@ def test_pending_result_keeps_no_value() -> None:
 
 
 def test_hl7_times() -> None:
-    assert read_ts("20141006064500+0700").fhir == "2014-10-06T06:45:00+07:00"
-    assert read_ts("201203141259-0215").fhir == "2012-03-14T12:59:00-02:15"
-    assert read_ts("20240105101500.1234+0100").fhir == "2024-01-05T10:15:00.1234+01:00"
-    assert read_ts("20240701120000").fhir == "2024-07-01T12:00:00+02:00"  # no offset: Norwegian time
-    assert read_ts("19241010").fhir == "1924-10-10"
-    assert read_ts("202401").fhir == "2024-01"
+    assert fhir_time("20141006064500+0700") == "2014-10-06T06:45:00+07:00"
+    assert fhir_time("201203141259-0215") == "2012-03-14T12:59:00-02:15"
+    assert fhir_time("20240105101500.1234+0100") == "2024-01-05T10:15:00.1234+01:00"
+    assert fhir_time("20240701120000") == "2024-07-01T12:00:00+02:00"  # no offset: Norwegian time
+    assert fhir_time("19241010") == "1924-10-10"
+    assert fhir_time("202401") == "2024-01"
     assert read_ts("") is None
 
 
@@ -536,7 +551,7 @@ def test_nm_value_that_is_not_a_number(value: str) -> None:
 def test_decimal_comma_is_read_with_a_warning() -> None:
     line = next(line for line in NORWEGIAN if line.startswith("OBX|1|"))
     result = mapped(message(replace(NORWEGIAN, "OBX|1|", set_field(line, 5, "13,4"))))
-    hb = next(o for o in resources(result.bundle, "Observation") if o["code"]["coding"][0]["code"] == "NPU02319")
+    hb = next(o for o in resources(entries(result), "Observation") if o["code"]["coding"][0]["code"] == "NPU02319")
     assert hb["valueQuantity"]["value"] == 13.4
     assert any("decimal comma" in w for w in result.warnings)
 
@@ -660,7 +675,7 @@ def test_ack_uses_the_message_delimiters() -> None:
     lines[0] = lines[0].replace("MSH#$~\\&#", "MSH#$~\\&#", 1)
     raw = message(lines)
     result = mapped(raw)
-    assert result.bundle == mapped(message(NORWEGIAN)).bundle
+    assert result.bundle == bundle_of(message(NORWEGIAN))
     text = ack(raw, result, now=RECEIVED)
     assert text.startswith("MSH#$~\\&#KJERNE#NHN#LIS#OUS-MIKRO#")
     parsed = parse_ack(text)
@@ -673,3 +688,71 @@ def test_ack_for_input_that_is_not_hl7() -> None:
     parsed = parse_ack(ack(b"not a message", result, now=RECEIVED))
     assert str(parsed.segment("MSA")[1]) == "AR"
     assert str(parsed.segment("ERR")[3]).startswith("200^")
+
+
+# --------------------------------------------------------------------------------------------------
+# More structure
+
+
+def test_patient_observations_before_the_first_order() -> None:
+    lines = [NORWEGIAN[0], NORWEGIAN[1], "OBX|1|NM|8302-2^Body height^LN||172|cm|||||F|||20240105080000+0100"]
+    bundle = bundle_of(message(lines + NORWEGIAN[2:]))
+    height = next(o for o in resources(bundle, "Observation") if o["code"]["coding"][0]["code"] == "8302-2")
+    assert "basedOn" not in height
+    assert height["valueQuantity"]["code"] == "cm"
+    (report,) = resources(bundle, "DiagnosticReport")
+    urls = {e["fullUrl"] for e in bundle["entry"] if e["resource"] is height}
+    assert not urls & {r["reference"] for r in report["result"]}
+
+
+def test_one_specimen_number_in_two_orders_is_one_specimen() -> None:
+    bundle = bundle_of((PEER / "LAB-ORU-1.hl7").read_bytes())
+    (specimen,) = resources(bundle, "Specimen")
+    url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"] is specimen)
+    reports = resources(bundle, "DiagnosticReport")
+    assert [r["specimen"] for r in reports] == [[{"reference": url}]] * 2
+    assert specimen["collection"]["collectedDateTime"] == "2014-10-06T05:35:00+07:00"
+
+
+def test_hex_escapes_and_unescaped_components_in_text() -> None:
+    lines = replace(NORWEGIAN, "OBX|5|", "OBX|5|ST|X1^Tolkning^L||Sv\\XC3A6\\rt positiv ^ sterk||||||F")
+    obs = resources(bundle_of(message(lines)), "Observation")
+    assert next(o for o in obs if o["code"]["coding"][0]["code"] == "X1")["valueString"] == "Svært positiv ^ sterk"
+
+
+# --------------------------------------------------------------------------------------------------
+# The store takes the Bundles
+
+
+def test_the_store_accepts_every_bundle(sqlite_template: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from kjerne.access.context import UNRESTRICTED
+    from kjerne.store.bundles import BundleProcessor
+    from kjerne.store.db import make_engine
+    from kjerne.store.repository import Repository
+
+    shutil.copy(sqlite_template, tmp_path / "k.db")
+    engine = make_engine(f"sqlite:///{tmp_path / 'k.db'}")
+    try:
+        repo = Repository(engine, UNRESTRICTED)
+        for raw in [p.read_bytes() for p in ORU_FILES] + [message(NORWEGIAN)]:
+            bundle = bundle_of(raw)
+            first = BundleProcessor(repo).transaction(json.loads(json.dumps(bundle)))
+            again = BundleProcessor(repo).transaction(json.loads(json.dumps(bundle)))
+            assert all(e["response"]["status"] == "200 OK" for e in again["entry"])
+            assert len(first["entry"]) == len(bundle["entry"])
+        # LAB-ORU-2 updated what LAB-ORU-1 wrote; the national id resolved to one Patient
+        with engine.connect() as conn:
+            from sqlalchemy import func, select
+
+            from kjerne.store.schema import resource
+
+            def count(resource_type: str) -> int:
+                query = select(func.count()).select_from(resource).where(resource.c.res_type == resource_type)
+                return conn.execute(query).scalar_one()
+
+            assert count("DiagnosticReport") == 2 + 1 + 1 + 1 + 1  # LAB-ORU-1/2, LRI, ORU-R01-01, GHH/RMGEAD, NO
+            assert count("Patient") == 5  # 4 local patients (GHH = RMGEAD) and one created for the FNR
+    finally:
+        engine.dispose()

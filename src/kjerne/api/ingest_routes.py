@@ -26,10 +26,10 @@ def _gate(request: Request) -> Gate:
     return gate
 
 
-def _producer(request: Request) -> tuple[Principal, Repository]:
+def _producer(request: Request, res_type: str = "DiagnosticReport") -> tuple[Principal, Repository]:
     gate = _gate(request)
     principal = gate.principal(request)
-    if principal.kind != "system" or not principal.can("DiagnosticReport", "write"):
+    if principal.kind != "system" or not principal.can(res_type, "write"):
         raise FhirError.of(403, "forbidden", "ingest takes a producer's system token with system/*.write")
     policy = AccessPolicy(gate.engine, principal, request_info(request, channel="ingest"))
     return principal, Repository(gate.engine, policy, base_url=gate.fhir_base)
@@ -57,6 +57,48 @@ async def svarrapport(request: Request) -> Response:
     return Response(receipt.body, status_code=receipt.http_status, media_type="application/xml")
 
 
+async def hl7v2(request: Request) -> Response:
+    from kjerne.services.provesvar.ingest import ingest_hl7v2
+
+    principal, repo = await run_in_threadpool(_producer, request)
+    if media_type(request) not in (
+        "application/hl7-v2",
+        "x-application/hl7-v2+er7",
+        "text/plain",
+        "application/edi-hl7",
+    ):
+        raise FhirError.of(415, "not-supported", "send the message as application/hl7-v2")
+    body = await raw_body(request, request.app.state.settings.max_body_bytes)
+    receipt = await run_in_threadpool(ingest_hl7v2, repo, body, principal.org or principal.subject)
+    return Response(receipt.body, status_code=receipt.http_status, media_type="application/hl7-v2")
+
+
+async def maledata(request: Request) -> Response:
+    """PMD-style upload: a batch Bundle of Observations, fullUrl on every entry; one status per entry,
+    in order. An entry that carries an identifier is created once however often it is delivered."""
+    from urllib.parse import quote
+
+    from kjerne.api.body import json_body
+    from kjerne.services.maledata.bundle_rules import check_pmd_bundle
+    from kjerne.store.bundles import BundleProcessor
+
+    _, repo = await run_in_threadpool(_producer, request, "Observation")
+    bundle = await json_body(request, request.app.state.settings.max_body_bytes)
+    issues = check_pmd_bundle(bundle)
+    if issues:
+        raise FhirError(400, issues)
+
+    def once_per_identifier(i: int, entry: dict) -> None:
+        req, res = entry["request"], entry.get("resource") or {}
+        if req.get("method") == "POST" and not req.get("ifNoneExist"):
+            ident = next((x for x in res.get("identifier", []) if x.get("system") and x.get("value")), None)
+            if ident is not None:
+                req["ifNoneExist"] = f"identifier={quote(ident['system'], safe=':/')}|{quote(ident['value'], safe='')}"
+
+    response = await run_in_threadpool(BundleProcessor(repo).batch, bundle, prepare=once_per_identifier)
+    return FhirResponse(response)
+
+
 async def stats(request: Request) -> Response:
     gate = _gate(request)
     principal = await run_in_threadpool(gate.principal, request)
@@ -72,5 +114,7 @@ async def stats(request: Request) -> Response:
 
 routes = [
     Route("/ingest/svarrapport", svarrapport, methods=["POST"]),
+    Route("/ingest/hl7v2", hl7v2, methods=["POST"]),
+    Route("/ingest/maledata", maledata, methods=["POST"]),
     Route("/stats/producers", stats, methods=["GET"]),
 ]

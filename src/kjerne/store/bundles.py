@@ -226,15 +226,41 @@ class BundleProcessor:
         return {"resourceType": "Bundle", "type": "transaction-response", "entry": out_entries}
 
     # -- batch --------------------------------------------------------------------------------
-    def batch(self, bundle: dict[str, Any]) -> dict[str, Any]:
+    def batch(
+        self, bundle: dict[str, Any], *, prepare: Callable[[int, dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
+        """Every entry stands alone: a failing entry gets its own OperationOutcome and the others are
+        stored. The writes run in one transaction, each entry in a savepoint, so a bundle costs one
+        commit; reads run after it. `prepare` may adjust or refuse (FhirError) an entry first."""
         entries = _entries(bundle)
         check_full_urls(entries)
+        responses: dict[int, dict[str, Any]] = {}
+        reads: list[int] = []
+        with self.repo.writing() as writer:
+            for i, e in enumerate(entries):
+                req = e.get("request")
+                if isinstance(req, dict) and req.get("method") in ("GET", "HEAD"):
+                    reads.append(i)
+                    continue
+                try:
+                    if prepare is not None:
+                        prepare(i, e)
+                    with writer.conn.begin_nested():
+                        responses[i] = self._batch_write(writer, i, e)
+                        writer.flush()  # an entry's index rows are written inside its own savepoint
+                except FhirError as err:
+                    responses[i] = {
+                        "status": f"{err.status} {_REASON.get(err.status, 'Error')}",
+                        "outcome": err.outcome(),
+                    }
+        for i in reads:
+            try:
+                responses[i] = self._read_entry(entries[i])
+            except FhirError as err:
+                responses[i] = {"status": f"{err.status} {_REASON.get(err.status, 'Error')}", "outcome": err.outcome()}
         out = []
         for i, e in enumerate(entries):
-            try:
-                resp = self._batch_entry(i, e)
-            except FhirError as err:
-                resp = {"status": f"{err.status} {_REASON.get(err.status, 'Error')}", "outcome": err.outcome()}
+            resp = responses[i]
             entry: dict[str, Any] = {}
             if e.get("fullUrl"):
                 entry["fullUrl"] = e["fullUrl"]
@@ -245,7 +271,7 @@ class BundleProcessor:
             out.append(entry)
         return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
 
-    def _batch_entry(self, i: int, e: dict[str, Any]) -> dict[str, Any]:
+    def _batch_write(self, writer: Writer, i: int, e: dict[str, Any]) -> dict[str, Any]:
         req = e.get("request")
         where = f"Bundle.entry[{i}]"
         if isinstance(req, dict) and req.get("method") == "PATCH":
@@ -253,15 +279,15 @@ class BundleProcessor:
         if not isinstance(req, dict) or req.get("method") not in _ORDER or not isinstance(req.get("url"), str):
             raise invalid("each batch entry needs request.method and request.url", where + ".request")
         method = req["method"]
-        if method in ("GET", "HEAD"):
-            return self._read_entry(e)
         res_type, res_id, query = _parse_url(req["url"], where + ".request.url")
-        res = e.get("resource")
+        repo = self.repo
         if method == "DELETE":
             if res_id is None:
                 raise invalid("DELETE needs Type/id", where + ".request.url")
-            self.repo.delete(res_type, res_id)
+            repo.check_write_in(writer, "delete", res_type, None, f"{res_type}/{res_id}")
+            repo.delete_in(writer, res_type, res_id)
             return {"status": "204 No Content"}
+        res = e.get("resource")
         if not isinstance(res, dict):
             raise invalid("POST and PUT entries need a resource", where + ".resource")
         if res.get("resourceType") != res_type:
@@ -270,19 +296,25 @@ class BundleProcessor:
         res = _rewrite(res, {}, where + ".resource", problems)
         if problems:
             raise FhirError(400, problems)
-        if method == "POST":
-            result = self.repo.create(res, if_none_exist=req.get("ifNoneExist"))
-        elif query:
-            result = self.repo.conditional_update(res, query)
-        else:
-            if res_id is None:
-                raise invalid("PUT needs Type/id or Type?search-parameters", where + ".request.url")
-            if res.get("id") not in (None, res_id):
-                raise invalid(
-                    f"resource id '{res.get('id')}' does not match the URL id '{res_id}'", where + ".resource.id"
-                )
-            if_match = req.get("ifMatch")
-            result = self.repo.update(res, res_id, if_match=_etag_version(if_match) if if_match else None)
+        try:
+            if method == "POST":
+                repo.check_write_in(writer, "create", res_type, res, res_type)
+                result = repo.create_in(writer, res, if_none_exist=req.get("ifNoneExist"))
+            elif query:
+                repo.check_write_in(writer, "update", res_type, res, f"{res_type}?{query}")
+                result = repo.conditional_update_in(writer, res, query)
+            else:
+                if res_id is None:
+                    raise invalid("PUT needs Type/id or Type?search-parameters", where + ".request.url")
+                if res.get("id") not in (None, res_id):
+                    raise invalid(
+                        f"resource id '{res.get('id')}' does not match the URL id '{res_id}'", where + ".resource.id"
+                    )
+                repo.check_write_in(writer, "update", res_type, res, f"{res_type}/{res_id}")
+                if_match = req.get("ifMatch")
+                result = repo.update_in(writer, res, res_id, if_match=_etag_version(if_match) if if_match else None)
+        except FhirError as err:
+            raise FhirError(err.status, [_at(issue, i) for issue in err.issues]) from None
         resp = _response(result, method)
         resp["_body"] = result.stored.resource()
         return resp

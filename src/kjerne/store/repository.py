@@ -250,11 +250,21 @@ class Repository:
         return HistoryResult(rows, nxt)
 
     # -- writes -------------------------------------------------------------------------------
+    # Each write has a public form that runs in its own transaction and an `*_in` form that runs
+    # inside a caller's Writer (a batch Bundle runs all its entries in one transaction, each in a
+    # savepoint). A refused write is audited in the same transaction the caller commits.
     def _check_write(self, action: str, res_type: str, res: dict[str, Any] | None, ref: str) -> None:
         try:
             self.access.check_write(action, res_type, res)
         except FhirError as err:
             raise self.deny(AccessRecord(action, res_type, "denied", [ref]), err) from None
+
+    def check_write_in(self, writer: Writer, action: str, res_type: str, res: dict[str, Any] | None, ref: str) -> None:
+        try:
+            self.access.check_write(action, res_type, res)
+        except FhirError as err:
+            self._record(writer.conn, AccessRecord(action, res_type, "denied", [ref], detail=str(err)[:500]))
+            raise
 
     def _written(self, writer: Writer, action: str, result: WriteResult) -> WriteResult:
         s = result.stored
@@ -265,44 +275,61 @@ class Repository:
         res_type = _type_of(res)
         self._check_write("create", res_type, res, res_type)
         with self.writing() as writer:
-            if if_none_exist:
-                matches = self._match(writer.conn, res_type, if_none_exist)
-                if len(matches) > 1:
-                    raise FhirError.of(412, "multiple-matches", f"If-None-Exist matched {len(matches)} resources")
-                if matches:
-                    return WriteResult(matches[0], created=False, changed=False)
-            return self._written(writer, "create", writer.put(res, new_id()))
+            return self.create_in(writer, res, if_none_exist=if_none_exist)
+
+    def create_in(self, writer: Writer, res: dict[str, Any], *, if_none_exist: str | None = None) -> WriteResult:
+        res_type = _type_of(res)
+        if if_none_exist:
+            matches = self._match(writer.conn, res_type, if_none_exist)
+            if len(matches) > 1:
+                raise FhirError.of(412, "multiple-matches", f"If-None-Exist matched {len(matches)} resources")
+            if matches:
+                return WriteResult(matches[0], created=False, changed=False)
+        return self._written(writer, "create", writer.put(res, new_id()))
 
     def update(self, res: dict[str, Any], res_id: str, *, if_match: int | None = None) -> WriteResult:
         res_type = _type_of(res)
-        if res.get("id") not in (None, res_id):
-            raise invalid(f"resource id '{res.get('id')}' does not match the URL id '{res_id}'", f"{res_type}.id")
         self._check_write("update", res_type, res, f"{res_type}/{res_id}")
         with self.writing() as writer:
-            return self._written(writer, "update", writer.put(res, res_id, expected_version=if_match))
+            return self.update_in(writer, res, res_id, if_match=if_match)
+
+    def update_in(
+        self, writer: Writer, res: dict[str, Any], res_id: str, *, if_match: int | None = None
+    ) -> WriteResult:
+        res_type = _type_of(res)
+        if res.get("id") not in (None, res_id):
+            raise invalid(f"resource id '{res.get('id')}' does not match the URL id '{res_id}'", f"{res_type}.id")
+        return self._written(writer, "update", writer.put(res, res_id, expected_version=if_match))
 
     def conditional_update(self, res: dict[str, Any], query: str) -> WriteResult:
         res_type = _type_of(res)
         self._check_write("update", res_type, res, f"{res_type}?{query}")
         with self.writing() as writer:
-            matches = self._match(writer.conn, res_type, query)
-            if len(matches) > 1:
-                raise FhirError.of(412, "multiple-matches", f"the condition matched {len(matches)} resources")
-            if matches:
-                res_id = matches[0].res_id
-                if res.get("id") not in (None, res_id):
-                    raise invalid("resource id does not match the resource the condition found", f"{res_type}.id")
-            else:
-                res_id = res.get("id") or new_id()
-            return self._written(writer, "update", writer.put(res, res_id))
+            return self.conditional_update_in(writer, res, query)
+
+    def conditional_update_in(self, writer: Writer, res: dict[str, Any], query: str) -> WriteResult:
+        res_type = _type_of(res)
+        matches = self._match(writer.conn, res_type, query)
+        if len(matches) > 1:
+            raise FhirError.of(412, "multiple-matches", f"the condition matched {len(matches)} resources")
+        if matches:
+            res_id = matches[0].res_id
+            if res.get("id") not in (None, res_id):
+                raise invalid("resource id does not match the resource the condition found", f"{res_type}.id")
+        else:
+            res_id = res.get("id") or new_id()
+        return self._written(writer, "update", writer.put(res, res_id))
 
     def delete(self, res_type: str, res_id: str) -> WriteResult | None:
         check_type(res_type)
         self._check_write("delete", res_type, None, f"{res_type}/{res_id}")
         with self.writing() as writer:
-            result = writer.delete(res_type, res_id)
-            self._record(writer.conn, AccessRecord("delete", res_type, "allowed", [f"{res_type}/{res_id}"]))
-            return result
+            return self.delete_in(writer, res_type, res_id)
+
+    def delete_in(self, writer: Writer, res_type: str, res_id: str) -> WriteResult | None:
+        result = writer.delete(res_type, res_id)
+        self._record(writer.conn, AccessRecord("delete", res_type, "allowed", [f"{res_type}/{res_id}"]))
+        return result
 
     def _match(self, conn: Connection, res_type: str, query: str) -> list[Stored]:
         if conn.dialect.name == "postgresql":

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, and_, delete, select
 
 from kjerne.access import restrictions as r
 from kjerne.fhir.outcome import FhirError, Issue
-from kjerne.services.classify import SERVICE_SYSTEM, service_of, tag_service
+from kjerne.services.classify import MALEDATA, SERVICE_SYSTEM, service_of, tag_service
 from kjerne.store.schema import INDEX_TABLES, idx_obs, idx_token, resource, resource_history
 
 if TYPE_CHECKING:
@@ -75,7 +75,9 @@ def purge_service_data(conn: Connection, patient: str, services: frozenset[str])
 def prepare(res: dict[str, Any], *, is_new: bool, previous: dict[str, Any] | None) -> None:
     """Before a version is stored: tag the service; give a new report its default utsatt innsyn;
     keep restriction labels across a producer's update."""
-    tag_service(res)
+    service = tag_service(res)
+    if service == MALEDATA and res.get("resourceType") == "Observation":
+        check_measurement(res)
     if res.get("resourceType") == "DiagnosticReport" and is_new:
         days = r.default_delay_days(res)
         if days > 0 and not _has_label(res, r.UTSATT):
@@ -95,6 +97,20 @@ def prepare(res: dict[str, Any], *, is_new: bool, previous: dict[str, Any] | Non
                 release = _release(old)
                 owner = _owner(old)
                 add_label(res, coding["code"], owner, release)
+
+
+def check_measurement(res: dict[str, Any]) -> None:
+    """Home measurements: physiologically impossible values are refused; values outside the alert
+    range are stored with an interpretation flag (data/measurement-types.json)."""
+    from kjerne.services.maledata.plausibility import apply_interpretation, check
+
+    checked = check(res)
+    if checked.errors:
+        raise FhirError(422, checked.errors)
+    if checked.measurement_type is not None:
+        flagged = apply_interpretation(res, checked)
+        res.clear()
+        res.update(flagged)
 
 
 def _has_label(res: dict[str, Any], kind: str) -> bool:

@@ -121,6 +121,14 @@ class Writer:
         rules.propagate_report_labels(self, reports)
         self.flush()
 
+    def discard(self) -> None:
+        """After a savepoint rolled back: forget what this writer buffered or learnt since."""
+        for batch in self._pending.values():
+            batch.clear()
+        self._pending_count = 0
+        self._patients.clear()
+        self.reservations.clear()
+
     def expect_patient(self, res: dict[str, Any], res_id: str) -> None:
         """A Patient that this unit of writes is about to store: references by its national id written
         before it (a transaction lists data before its Patient) resolve to it, not to a new Patient."""

@@ -8,7 +8,10 @@ an AccessPolicy and a Repository exactly like an API request, with channel "port
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
+import zlib
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -46,12 +49,12 @@ class Web:
         return gate.verifier if gate is not None else self.verifier
 
     def principal(self, request: Request, kind: str) -> Principal:
-        token = request.session.get("token")
-        if not isinstance(token, str) or not token:
+        packed = request.session.get("token")
+        if not isinstance(packed, str) or not packed:
             raise NotLoggedIn()
         try:
-            principal = self.verifier_for(request).verify("Bearer " + token)
-        except AuthError:
+            principal = self.verifier_for(request).verify("Bearer " + unpack_token(packed))
+        except (AuthError, ValueError):
             fresh_session(request)
             raise NotLoggedIn("utlopt") from None
         if principal.kind != kind:
@@ -74,6 +77,40 @@ class Web:
             RequestInfo(access_basis=basis, person_id=person_id, reason=reason, channel="portal"),
         )
         return Repository(self.engine, policy, base_url=self.settings.fhir_base())
+
+
+def pack_token(token: str) -> str:
+    """The token in fewer bytes, for the session cookie (browsers keep at most 4 KB per cookie). A JWT's
+    payload is base64url of JSON; kept as compressed JSON it is about half the size, and it is encoded
+    again exactly as it was when the token is unpacked."""
+    parts = token.split(".")
+    if len(parts) == 3:
+        try:
+            raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        except (binascii.Error, ValueError):
+            raw = None
+        if raw is not None and _b64(raw) == parts[1]:
+            blob = zlib.compress(f"{parts[0]}.{parts[2]}".encode("ascii") + b"\n" + raw, 9)
+            return "z:" + base64.urlsafe_b64encode(blob).decode("ascii")
+    return "t:" + token
+
+
+def unpack_token(packed: str) -> str:
+    if packed.startswith("t:"):
+        return packed[2:]
+    if not packed.startswith("z:"):
+        raise ValueError("not a packed token")
+    try:
+        blob = zlib.decompress(base64.urlsafe_b64decode(packed[2:]))
+        head, raw = blob.split(b"\n", 1)
+        header, signature = head.decode("ascii").split(".")
+    except (binascii.Error, ValueError, zlib.error) as exc:
+        raise ValueError("not a packed token") from exc
+    return f"{header}.{_b64(raw)}.{signature}"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def build(settings: Settings, engine: Engine) -> Web:
@@ -119,9 +156,7 @@ def citizen_token(dev: DevIssuer, persona: dict[str, Any]) -> str:
     return dev.citizen_token(persona["fnr"], name=persona["name"])
 
 
-def practitioner_token(
-    dev: DevIssuer, persona: dict[str, Any], patients: list[str], purpose: str = "TREAT"
-) -> str:
+def practitioner_token(dev: DevIssuer, persona: dict[str, Any], patients: list[str], purpose: str = "TREAT") -> str:
     """A HelseID-like token whose attestation names `patients`, minted when a patient is looked up."""
     legal = persona.get("legal_entity_org_number") or persona["org_number"]
     unit = persona["org_number"]

@@ -154,8 +154,9 @@ def line_chart(
             for i, (m, v) in enumerate(s.points):
                 cls = "pt flagged" if i in s.flagged else "pt"
                 label = f"{s.label}: {number(v)} {unit} ({m.astimezone(OSLO):%d.%m.%Y %H:%M})"
+                radius = 4 if i in s.flagged else 3
                 out.append(
-                    f'<circle class="{cls} {escape(s.css)}" cx="{x(m):.1f}" cy="{y(v):.1f}" r="{4 if i in s.flagged else 3}">'
+                    f'<circle class="{cls} {escape(s.css)}" cx="{x(m):.1f}" cy="{y(v):.1f}" r="{radius}">'
                     f"<title>{escape(label)}</title></circle>"
                 )
     out.append("</svg>")

@@ -57,7 +57,9 @@ def routes(web: Web) -> list[BaseRoute]:
             return {"reports": views, "next": nxt, "waiting": waiting}
 
         data = await threaded(work)
-        return render(request, "citizen/results.html", me=me(principal), nav="svar", **data)
+        return render(
+            request, "citizen/results.html", me=me(principal), nav="svar", next_page=bool(cursor), **data
+        )
 
     async def report(request: Request) -> Response:
         principal, _t = context(request)
@@ -92,12 +94,15 @@ def routes(web: Web) -> list[BaseRoute]:
             if latest.low is not None or latest.high is not None:
                 bands.append(
                     charts.Band(
-                        latest.low, latest.high, t("Referanseområde (siste svar)", "Reference range (latest result)"),
+                        latest.low,
+                        latest.high,
+                        t("Referanseområde (siste svar)", "Reference range (latest result)"),
                         "band-normal",
                     )
                 )
-            series = charts.Series(tr.name, [(p.when, p.value) for p in tr.points], "s1",
-                                   {i for i, p in enumerate(tr.points) if p.flag})
+            series = charts.Series(
+                tr.name, [(p.when, p.value) for p in tr.points], "s1", {i for i, p in enumerate(tr.points) if p.flag}
+            )
             chart = charts.line_chart(
                 tr.name,
                 t(
@@ -151,15 +156,16 @@ def routes(web: Web) -> list[BaseRoute]:
         def work() -> dict[str, Any]:
             repo, patients = scope(principal)
             entries, older = reading.access_log(
-                repo, patients, lang, before=int(before) if before and before.isdigit() else None,
+                repo,
+                patients,
+                lang,
+                before=int(before) if before and before.isdigit() else None,
                 include_own=include_own,
             )
             return {"entries": entries, "older": older}
 
         data = await threaded(work)
-        return render(
-            request, "citizen/log.html", me=me(principal), nav="logg", include_own=include_own, **data
-        )
+        return render(request, "citizen/log.html", me=me(principal), nav="logg", include_own=include_own, **data)
 
     # -- privacy settings ------------------------------------------------------------------------
     async def privacy(request: Request) -> Response:
@@ -202,13 +208,25 @@ def routes(web: Web) -> list[BaseRoute]:
         back = PREFIX + "/personvern"
         if kind == "reservasjon":
             if form.get("bekreft") != "ja":
-                flash(request, t("Du må bekrefte at du forstår at opplysningene blir slettet.",
-                                 "You must confirm that you understand the data will be deleted."), "error")
+                flash(
+                    request,
+                    t(
+                        "Du må bekrefte at du forstår at opplysningene blir slettet.",
+                        "You must confirm that you understand the data will be deleted.",
+                    ),
+                    "error",
+                )
                 return redirect(back + "#reservasjon")
         elif kind == "sperring":
             if form.get("omfang") != "alle" and not personnel:
-                flash(request, t("Velg helsepersonell, eller velg å sperre for alle.",
-                                 "Choose health personnel, or choose to block for everyone."), "error")
+                flash(
+                    request,
+                    t(
+                        "Velg helsepersonell, eller velg å sperre for alle.",
+                        "Choose health personnel, or choose to block for everyone.",
+                    ),
+                    "error",
+                )
                 return redirect(back + "?for=sperring#sperring")
             if form.get("omfang") == "alle":
                 personnel = []
@@ -231,11 +249,14 @@ def routes(web: Web) -> list[BaseRoute]:
                 repo.create(reading.consent(kind, patients[0], services=services, personnel=personnel))
 
         await threaded(work)
-        flash(request, {
-            "reservasjon": t("Reservasjonen er registrert.", "Your reservation is registered."),
-            "sperring": t("Sperringen er registrert.", "The restriction is registered."),
-            "blokkering": t("Blokkeringen er registrert.", "The block is registered."),
-        }[kind])
+        flash(
+            request,
+            {
+                "reservasjon": t("Reservasjonen er registrert.", "Your reservation is registered."),
+                "sperring": t("Sperringen er registrert.", "The restriction is registered."),
+                "blokkering": t("Blokkeringen er registrert.", "The block is registered."),
+            }[kind],
+        )
         return redirect(back)
 
     async def withdraw(request: Request) -> Response:
@@ -245,7 +266,7 @@ def routes(web: Web) -> list[BaseRoute]:
 
         def work() -> None:
             repo, _patients = scope(principal)
-            repo.delete("Consent", consent_id)
+            reading.withdraw(repo, consent_id)
 
         await threaded(work)
         flash(request, t("Innstillingen er trukket tilbake.", "The setting has been withdrawn."))
@@ -268,16 +289,12 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/personvern", wrap(privacy), methods=["GET"]),
         Route("/personvern/trekk", wrap(withdraw), methods=["POST"]),
         Route("/personvern/{kind:str}", wrap(set_restriction), methods=["POST"]),
-        *login_routes(
-            web, PREFIX, CITIZEN, template="citizen/login.html", personas=auth.citizen_personas, mint=mint
-        ),
+        *login_routes(web, PREFIX, CITIZEN, template="citizen/login.html", personas=auth.citizen_personas, mint=mint),
         Route("/{rest:path}", not_found),
     ]
 
 
-def measurement_charts(
-    series: list[reading.MeasurementSeries], since: dt.datetime, t: Any
-) -> list[dict[str, Any]]:
+def measurement_charts(series: list[reading.MeasurementSeries], since: dt.datetime, t: Any) -> list[dict[str, Any]]:
     """One chart per series, its alert range drawn as bands (beyond the thresholds: alert; beyond the
     critical ones: critical)."""
     out = []
@@ -286,13 +303,26 @@ def measurement_charts(
         a = s.alert
         if a is not None:
             if a.low is not None:
-                bands.append(charts.Band(a.critical_low, a.low, t(f"Under varselgrensen ({fmt.number(a.low)})",
-                                                                    f"Below the alert limit ({fmt.number(a.low)})")))
+                bands.append(
+                    charts.Band(
+                        a.critical_low,
+                        a.low,
+                        t(f"Under varselgrensen ({fmt.number(a.low)})", f"Below the alert limit ({fmt.number(a.low)})"),
+                    )
+                )
             if a.critical_low is not None:
                 bands.append(charts.Band(None, a.critical_low, t("Kritisk lavt", "Critically low"), "band-critical"))
             if a.high is not None:
-                bands.append(charts.Band(a.high, a.critical_high, t(f"Over varselgrensen ({fmt.number(a.high)})",
-                                                                      f"Above the alert limit ({fmt.number(a.high)})")))
+                bands.append(
+                    charts.Band(
+                        a.high,
+                        a.critical_high,
+                        t(
+                            f"Over varselgrensen ({fmt.number(a.high)})",
+                            f"Above the alert limit ({fmt.number(a.high)})",
+                        ),
+                    )
+                )
             if a.critical_high is not None:
                 bands.append(charts.Band(a.critical_high, None, t("Kritisk høyt", "Critically high"), "band-critical"))
         description = t(

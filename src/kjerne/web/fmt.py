@@ -129,10 +129,18 @@ def performer_name(res: Mapping[str, Any]) -> str:
     return ""
 
 
+UNIT_TEXT = {"mm[Hg]": "mmHg", "Cel": "°C", "{score}": "", "kg/m2": "kg/m²", "10*9/L": "×10⁹/L", "10*12/L": "×10¹²/L"}
+
+
+def unit_text(unit: str | None) -> str:
+    """A UCUM code as people write it."""
+    return UNIT_TEXT.get(unit or "", unit or "")
+
+
 def quantity_text(q: Mapping[str, Any] | None) -> str:
     if not q or q.get("value") is None:
         return ""
-    unit = q.get("unit") or q.get("code") or ""
+    unit = q.get("unit") or unit_text(q.get("code")) or ""
     comparator = q.get("comparator") or ""
     return f"{comparator}{number(q['value'])} {unit}".strip()
 

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from kjerne.access.tokens import AuthError
 from kjerne.web import oidc
-from kjerne.web.auth import Web
+from kjerne.web.auth import Web, pack_token
 from kjerne.web.common import (
     SECURITY_HEADERS,
     error_page,
@@ -74,7 +74,7 @@ def login_routes(
         token = await threaded(mint, request, persona)
         principal = web.verifier_for(request).verify("Bearer " + token)
         fresh_session(request)
-        request.session["token"] = token
+        request.session["token"] = pack_token(token)
         request.session["persona"] = key
         if after_login is not None:
             after_login(request, principal)
@@ -132,7 +132,7 @@ def login_routes(
             return error_page(request, 403, t("Denne innloggingen gjelder ikke her", "This log-in is not for here"))
         keep = {k: request.session.get(k) for k in ("patient", "basis", "reason")}
         fresh_session(request)
-        request.session["token"] = tokens["access_token"]
+        request.session["token"] = pack_token(tokens["access_token"])
         if kind == "practitioner":
             request.session.update({k: v for k, v in keep.items() if v})
         if after_login is not None:

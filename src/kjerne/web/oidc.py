@@ -111,9 +111,7 @@ class OidcClient:
             self._discovery = doc
         return self._discovery
 
-    def authorization_url(
-        self, flow: dict[str, Any], redirect_uri: str, extra: dict[str, str] | None = None
-    ) -> str:
+    def authorization_url(self, flow: dict[str, Any], redirect_uri: str, extra: dict[str, str] | None = None) -> str:
         endpoint = self.discovery()["authorization_endpoint"]
         params = {
             "response_type": "code",

@@ -120,12 +120,19 @@ def routes(web: Web) -> list[BaseRoute]:
             errors.append(t("Velg grunnlag for tilgang.", "Choose the basis for access."))
         if choice == "akutt" and len(reason) < 10:
             errors.append(
-                t("Akuttilgang krever en skriftlig begrunnelse (minst 10 tegn).",
-                  "Emergency access needs a written reason (at least 10 characters).")
+                t(
+                    "Akuttilgang krever en skriftlig begrunnelse (minst 10 tegn).",
+                    "Emergency access needs a written reason (at least 10 characters).",
+                )
             )
         if errors:
             return render(
-                request, "hp/lookup.html", status=400, me=me(request, principal), nav="oppslag", errors=errors,
+                request,
+                "hp/lookup.html",
+                status=400,
+                me=me(request, principal),
+                nav="oppslag",
+                errors=errors,
                 form={"fnr": fnr, "grunnlag": choice, "begrunnelse": reason},
             )
         purpose = EMERGENCY_PURPOSE if choice == "akutt" else "TREAT"
@@ -135,7 +142,7 @@ def routes(web: Web) -> list[BaseRoute]:
             if persona is None:
                 raise NotLoggedIn()
             token = await threaded(auth.practitioner_token, web.dev, persona, [fnr], purpose)
-            request.session["token"] = token
+            request.session["token"] = auth.pack_token(token)
             return redirect(PREFIX + "/pasient")
         if web.oidc is not None:
             # A new attestation naming the patient comes from the provider; pushed, never in a URL.
@@ -207,10 +214,17 @@ def routes(web: Web) -> list[BaseRoute]:
             return {"patient": reading.patient_summary(repo, patients), "series": series, **notice(repo)}
 
         data = await threaded(work)
-        ordered = [s for key in VITAL_TYPES for s in data.pop("series").get(key, []) if s.points]
+        found = data.pop("series")
+        ordered = [s for key in VITAL_TYPES for s in found.get(key, []) if s.points]
         return render(
-            request, "hp/vitals.html", me=me(request, principal), nav="vitale", fnr=fnr, period=choice,
-            charts=measurement_charts(ordered, since, t), **data,
+            request,
+            "hp/vitals.html",
+            me=me(request, principal),
+            nav="vitale",
+            fnr=fnr,
+            period=choice,
+            charts=measurement_charts(ordered, since, t),
+            **data,
         )
 
     async def report(request: Request) -> Response:
@@ -224,12 +238,23 @@ def routes(web: Web) -> list[BaseRoute]:
             repo, patients = scope(request, principal, fnr)
             view, _raw = reading.report_detail(repo, report_id, lang)
             on_report = reading.restrictions(repo, patients, [("data", f"DiagnosticReport/{report_id}")])
-            return {"report": view, "on_report": on_report, **notice(repo)}
+            return {
+                "report": view,
+                "on_report": on_report,
+                "patient": reading.patient_summary(repo, patients),
+                **notice(repo),
+            }
 
         data = await threaded(work)
         return render(
-            request, "hp/report.html", me=me(request, principal), nav="oversikt", fnr=fnr, hpr=principal.hpr,
-            today=fmt.now_oslo().date().isoformat(), **data,
+            request,
+            "hp/report.html",
+            me=me(request, principal),
+            nav="oversikt",
+            fnr=fnr,
+            hpr=principal.hpr,
+            today=fmt.now_oslo().date().isoformat(),
+            **data,
         )
 
     async def restrict(request: Request) -> Response:
@@ -256,8 +281,10 @@ def routes(web: Web) -> list[BaseRoute]:
             pid = patients[0]
             if action == "nekting":
                 repo.create(reading.consent(r.NEKTING, pid, data=[target]))
-                return t("Nekting er satt: pasienten ser ikke dette svaret.",
-                         "Denial set: the patient cannot see this report.")
+                return t(
+                    "Nekting er satt: pasienten ser ikke dette svaret.",
+                    "Denial set: the patient cannot see this report.",
+                )
             if action == "utsatt":
                 repo.create(reading.consent(r.UTSATT, pid, data=[target], release=release))
                 return t("Utsatt innsyn er satt.", "Delayed access set.")
@@ -266,17 +293,18 @@ def routes(web: Web) -> list[BaseRoute]:
                 return t("Svaret er skjermet for annet helsepersonell.", "The report is shielded from other personnel.")
             if action == "frigi":
                 mine = [
-                    c for c in reading.restrictions(repo, patients, [("data", target)])
+                    c
+                    for c in reading.restrictions(repo, patients, [("data", target)])
                     if c.kind == r.UTSATT and c.set_by_hpr == principal.hpr
                 ]
                 for c in mine:
-                    repo.delete("Consent", c.id)
+                    reading.withdraw(repo, c.id)
                 if not mine:
                     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
                     repo.create(reading.consent(r.UTSATT, pid, data=[target], release=now))
                 return t("Svaret er frigitt til pasienten.", "The report is released to the patient.")
             if action == "trekk":
-                repo.delete("Consent", str(form.get("id") or ""))
+                reading.withdraw(repo, str(form.get("id") or ""))
                 return t("Begrensningen er trukket tilbake.", "The restriction is withdrawn.")
             return t("Ukjent handling.", "Unknown action.")
 
@@ -297,8 +325,15 @@ def routes(web: Web) -> list[BaseRoute]:
 
         data = await threaded(work)
         return render(
-            request, "hp/order.html", me=me(request, principal), nav="bestilling", fnr=fnr, chosen=chosen,
-            analyses=reading.orderable_analyses(lang), checked=bool(chosen), **data,
+            request,
+            "hp/order.html",
+            me=me(request, principal),
+            nav="bestilling",
+            fnr=fnr,
+            chosen=chosen,
+            analyses=reading.orderable_analyses(lang),
+            checked=bool(chosen),
+            **data,
         )
 
     def mint(_request: Request, persona: dict[str, Any]) -> str:

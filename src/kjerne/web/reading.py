@@ -154,8 +154,10 @@ def _labels(res: Mapping[str, Any]) -> tuple[set[str], str | None, str | None]:
     return {str(x) for x in labels if x}, release, owner
 
 
-def result_view(obs: Mapping[str, Any], lang: str, by_id: Mapping[str, Mapping[str, Any]], depth: int = 0) -> ResultView:
-    lo, hi, range_text = fmt.reference_range(obs)
+def result_view(
+    obs: Mapping[str, Any], lang: str, by_id: Mapping[str, Mapping[str, Any]], depth: int = 0
+) -> ResultView:
+    _lo, _hi, range_text = fmt.reference_range(obs)
     members = []
     if depth < 4:
         for m in obs.get("hasMember") or ():
@@ -329,16 +331,28 @@ def trend(repo: Repository, patients: list[str], key: str, lang: str, since: dt.
         if h is not None:
             points.append(
                 TrendPoint(
-                    when, h.value, h.unit or "", h.lab_display or "", h.reference_low, h.reference_high,
-                    fmt.flag(obs), h.converted,
+                    when,
+                    h.value,
+                    h.unit or "",
+                    h.lab_display or "",
+                    h.reference_low,
+                    h.reference_high,
+                    fmt.flag(obs),
+                    h.converted,
                 )
             )
         else:
             lo, hi, _ = fmt.reference_range(obs)
             points.append(
                 TrendPoint(
-                    when, float(q["value"]), str(q.get("unit") or q.get("code") or ""), fmt.performer_name(obs),
-                    lo, hi, fmt.flag(obs), False,
+                    when,
+                    float(q["value"]),
+                    str(q.get("unit") or q.get("code") or ""),
+                    fmt.performer_name(obs),
+                    lo,
+                    hi,
+                    fmt.flag(obs),
+                    False,
                 )
             )
     if analysis is not None:
@@ -389,7 +403,7 @@ def latest_measurements(repo: Repository, patients: list[str], lang: str) -> lis
             continue
         values = _values(mtype, obs)
         text = " / ".join(fmt.number(v) for _, v, _ in values) if values else fmt.value_text(obs)
-        unit = values[0][2] if values else ""
+        unit = fmt.unit_text(values[0][2]) if values else ""
         flag = next((f for _, _, _, f in _flags(mtype, values)), None)
         seen[mtype.key] = Latest(
             mtype.key,
@@ -479,11 +493,12 @@ def measurement_series_many(
     out: dict[str, dict[str, MeasurementSeries]] = {}
     for mtype in types:
         parts = [
-            (c.key, c.display_en if lang == "en" else c.display_nb, c.canonical_unit, c.alert)
-            for c in mtype.components
+            (c.key, c.display_en if lang == "en" else c.display_nb, c.canonical_unit, c.alert) for c in mtype.components
         ] or [("", mtype.display_en if lang == "en" else mtype.display_nb, mtype.canonical_unit or "", mtype.alert)]
         out[mtype.key] = {
-            key: MeasurementSeries(f"{mtype.key}.{key}" if key else mtype.key, name, unit, [], set(), alert)
+            key: MeasurementSeries(
+                f"{mtype.key}.{key}" if key else mtype.key, name, fmt.unit_text(unit), [], set(), alert
+            )
             for key, name, unit, alert in parts
         }
     wanted = {t.key for t in types}
@@ -539,7 +554,10 @@ BASES = {
     "SAMTYKKE": ("Ditt samtykke", "Your consent"),
     "FORHOYET_SAMTYKKE": ("Ditt samtykke, også til sperrede opplysninger", "Your consent, also to blocked data"),
     "AKUTT": ("Akuttilgang (nødrett)", "Emergency access"),
-    "FORHOYET_AKUTT": ("Akuttilgang (nødrett), også til sperrede opplysninger", "Emergency access, also to blocked data"),
+    "FORHOYET_AKUTT": (
+        "Akuttilgang (nødrett), også til sperrede opplysninger",
+        "Emergency access, also to blocked data",
+    ),
 }
 
 
@@ -655,7 +673,9 @@ class RestrictionView:
 def restriction_view(c: Mapping[str, Any]) -> RestrictionView:
     provision = c.get("provision") or {}
     services = [
-        str(x.get("code")) for concept in provision.get("code") or () for x in concept.get("coding") or ()
+        str(x.get("code"))
+        for concept in provision.get("code") or ()
+        for x in concept.get("coding") or ()
         if x.get("system") == SERVICE_SYSTEM
     ]
     personnel, owner, owner_hpr = [], None, None
@@ -679,12 +699,12 @@ def restriction_view(c: Mapping[str, Any]) -> RestrictionView:
     )
 
 
-def restrictions(repo: Repository, patients: list[str], extra: list[tuple[str, str]] | None = None) -> list[RestrictionView]:
+def restrictions(
+    repo: Repository, patients: list[str], extra: list[tuple[str, str]] | None = None
+) -> list[RestrictionView]:
     if not patients:
         return []
-    rows, _inc, _n = _search(
-        repo, "Consent", [("patient", patient_refs(patients)), ("_count", "200"), *(extra or [])]
-    )
+    rows, _inc, _n = _search(repo, "Consent", [("patient", patient_refs(patients)), ("_count", "200"), *(extra or [])])
     views = [restriction_view(s.resource()) for s in rows]
     return [v for v in views if v.active and v.kind]
 
@@ -729,6 +749,15 @@ def consent(
     }
 
 
+def withdraw(repo: Repository, consent_id: str) -> None:
+    """Withdraw a restriction: the Consent becomes inactive (and keeps its history)."""
+    stored = repo.read("Consent", consent_id)
+    consent = stored.resource()
+    consent["status"] = "inactive"
+    consent.pop("meta", None)
+    repo.update(consent, consent_id, if_match=stored.version)
+
+
 @dataclass
 class PersonnelView:
     hpr: str
@@ -756,7 +785,10 @@ def find_personnel(repo: Repository, name: str) -> list[PersonnelView]:
         roles, orgs, _n = _search(
             repo,
             "PractitionerRole",
-            [("practitioner", ",".join(f"Practitioner/{i}" for i in out)), ("_include", "PractitionerRole:organization")],
+            [
+                ("practitioner", ",".join(f"Practitioner/{i}" for i in out)),
+                ("_include", "PractitionerRole:organization"),
+            ],
         )
         org_names = {s.res_id: str(s.resource().get("name") or "") for s in orgs if s.res_type == "Organization"}
         for s in roles:
@@ -787,48 +819,40 @@ class Cumulative:
     older: str | None
 
 
-def cumulative(repo: Repository, patients: list[str], lang: str, *, columns: int = 8, before: str | None = None) -> Cumulative:
-    """Analyses × sampling days across laboratories, in each analysis' harmonised unit, newest day first."""
+def _flag_code(code: str | None) -> str | None:
+    if not code:
+        return None
+    if code in fmt.HIGH:
+        return "high"
+    if code in fmt.LOW:
+        return "low"
+    return "abnormal"
+
+
+def cumulative(
+    repo: Repository, patients: list[str], lang: str, *, columns: int = 8, before: str | None = None
+) -> Cumulative:
+    """Analyses × sampling days across laboratories, in each analysis' harmonised unit, newest day first
+    (kjerne.services.provesvar.cumulative)."""
+    from kjerne.services.provesvar.cumulative import cumulative as build
+
     if not patients:
         return Cumulative([], [], None)
-    pairs = [
-        ("patient", patient_refs(patients)),
-        ("category", f"{OBS_CATEGORY}|laboratory"),
-        ("_sort", "-date"),
-        ("_count", str(MAX_POINTS)),
-    ]
-    if before:
-        pairs.append(("date", "lt" + before))
-    rows, _inc, _n = _search(repo, "Observation", pairs)
-    table: dict[str, CumulativeRow] = {}
-    days: list[str] = []
-    for s in rows:
-        obs = s.resource()
-        when = fmt.parse_time(fmt.effective(obs))
-        q = obs.get("valueQuantity")
-        if when is None or not isinstance(q, Mapping) or q.get("value") is None:
-            continue
-        day = when.astimezone(fmt.OSLO).date().isoformat()
-        if day not in days:
-            if len(days) >= columns:
-                continue
-            days.append(day)
-        h = harmonised(obs)
-        if h is not None:
-            key = f"{h.analysis.key}|{h.unit}"
-            name = analysis_name(obs, lang)
-            unit, value, lab = h.unit or "", fmt.number(h.value), h.lab_display or ""
-        else:
-            codes = fmt.codings(obs.get("code"))
-            unit = str(q.get("unit") or q.get("code") or "")
-            key = f"{codes[0][1] if codes else fmt.concept_text(obs.get('code'))}|{unit}"
-            name, value, lab = analysis_name(obs, lang), fmt.number(q.get("value")), fmt.performer_name(obs)
-        comparator = q.get("comparator") or ""
-        row = table.setdefault(key, CumulativeRow(key, name, unit, {}))
-        row.cells.setdefault(day, (f"{comparator}{value}", fmt.flag(obs), lab))
-    ordered = sorted(table.values(), key=lambda x: x.name.lower())
-    older = days[-1] if len(days) >= columns else None
-    return Cumulative(days, ordered, older)
+    table = build(repo, patients)
+    eligible = [d for d in table.dates if before is None or d < before]
+    days = eligible[:columns]
+    rows = []
+    for row in table.rows:
+        cells: dict[str, tuple[str, str | None, str]] = {}
+        for cell in row.cells:  # newest first: the first of a day is shown
+            day = cell.effective[:10]
+            if day in days and day not in cells:
+                cells[day] = (f"{cell.comparator or ''}{fmt.number(cell.value)}", _flag_code(cell.flag), cell.lab or "")
+        if cells:
+            name = row.display_en if lang == "en" and row.display_en else row.display_no
+            rows.append(CumulativeRow(row.key, name, fmt.unit_text(row.unit), cells))
+    older = days[-1] if len(eligible) > columns else None
+    return Cumulative(days, rows, older)
 
 
 @dataclass
@@ -846,49 +870,29 @@ def orderable_analyses(lang: str) -> list[tuple[str, str, int | None]]:
     cat = catalogue()
     if cat is None:
         return []
-    out = [
-        (a.key, (a.display_en if lang == "en" and a.display_en else a.display_no), a.lookback_days)
-        for a in cat
-    ]
+    out = [(a.key, (a.display_en if lang == "en" and a.display_en else a.display_no), a.lookback_days) for a in cat]
     return sorted(out, key=lambda x: x[1].lower())
 
 
-def recent_results(repo: Repository, patients: list[str], keys: list[str], lang: str, default_days: int = 90) -> list[RecentResult]:
-    """Earlier results for the analyses about to be ordered, within each analysis' look-back window."""
+def recent_results(repo: Repository, patients: list[str], keys: list[str], lang: str) -> list[RecentResult]:
+    """Earlier results for the analyses about to be ordered, within each analysis' look-back window
+    (kjerne.services.provesvar.duplicates)."""
+    from kjerne.services.provesvar.duplicates import recent_results as check
+
     cat = catalogue()
     if cat is None or not patients or not keys:
         return []
-    analyses = [cat.get(k) for k in keys if cat.get(k) is not None]
-    if not analyses:
-        return []
-    longest = max((a.lookback_days or default_days) for a in analyses)
-    since = fmt.now_oslo() - dt.timedelta(days=longest)
-    codes = sorted({c for a in analyses for _, c in a.codes})
-    rows, _inc, _n = _search(
-        repo,
-        "Observation",
-        [
-            ("patient", patient_refs(patients)),
-            ("code", ",".join(codes)),
-            ("date", "ge" + since.date().isoformat()),
-            ("_sort", "-date"),
-            ("_count", "200"),
-        ],
-    )
-    wanted = {a.key: a for a in analyses}
+    analyses = [a for a in (cat.get(k) for k in keys) if a is not None]
+    codes: list[tuple[str | None, str]] = [a.codes[0] for a in analyses if a.codes]
     now = fmt.now_oslo()
     out = []
-    for s in rows:
-        obs = s.resource()
-        a = analysis_of(obs)
-        when = fmt.parse_time(fmt.effective(obs))
-        if a is None or a.key not in wanted or when is None:
-            continue
-        age = (now - when).days
-        if age > (wanted[a.key].lookback_days or default_days):
-            continue
-        out.append(RecentResult(analysis_name(obs, lang), fmt.effective(obs), fmt.value_text(obs),
-                                fmt.performer_name(obs), fmt.flag(obs), age))
+    for found in check(repo, patients, codes):
+        a = found.analysis
+        name = (a.display_en if lang == "en" and a.display_en else a.display_no) if a is not None else found.code
+        for hit in found.recent:
+            when = fmt.parse_time(hit.effective)
+            value = f"{fmt.number(hit.value)} {fmt.unit_text(hit.unit)}".strip() if hit.value is not None else ""
+            out.append(RecentResult(name, hit.effective, value, hit.lab or "", None, (now - when).days if when else 0))
     return out
 
 

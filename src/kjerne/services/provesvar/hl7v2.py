@@ -255,13 +255,6 @@ MIME_TYPES = {
     "MULTIPART": "multipart",
 }
 
-# Segments that carry no result and are skipped (the rest of the ORU^R01 grammar).
-SKIPPED_SEGMENTS = frozenset(
-    {
-        "SFT", "UAC", "PD1", "PRT", "NK1", "PV1", "PV2", "TQ1", "TQ2", "CTD", "FT1", "CTI", "DSC", "TXA",
-        "SAC", "INV", "TCD", "SID", "AL1", "DG1", "ARV", "ROL", "IN1", "IN2", "IN3", "GT1", "BLG",
-    }
-)  # fmt: skip
 
 _OID = re.compile(r"^[0-2](\.(0|[1-9]\d*))+$")
 _TABLE_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{1,9}$")
@@ -380,8 +373,12 @@ class Rep:
 
     def text(self) -> str:
         """The whole repetition as text (components joined again, for values a sender left unescaped)."""
-        parts = [self.syntax.component.join(self.subs(n)) for n in range(1, len(self.comps) + 1)]
-        return self.syntax.component.join(parts).strip(self.syntax.component).strip()
+        syntax = self.syntax
+        parts = [syntax.subcomponent.join(syntax.unescape(s) for s in subs) for subs in self.comps]
+        while parts and not parts[-1].strip():
+            parts.pop()
+        text = syntax.component.join(parts).strip()
+        return "" if text == '""' else text
 
     def subs(self, n: int) -> list[str]:
         if n < 1 or n > len(self.comps):
@@ -497,7 +494,12 @@ def read_message(message: bytes | str) -> tuple[Message, list[str]]:
         raise NotHL7v2("the MSH segment has no valid field separator")
     end = text.find(field_sep, 4)
     enc = text[4:end] if end > 0 else text[4:]
-    if len(enc) < 4 or field_sep in enc:
+    if (
+        not 4 <= len(enc) <= 5
+        or field_sep in enc
+        or len(set(enc)) != len(enc)
+        or any(ch.isalnum() or ch.isspace() for ch in enc)
+    ):
         raise NotHL7v2(
             "MSH-2 (encoding characters) must hold the component, repetition, escape and subcomponent separators"
         )
@@ -1067,8 +1069,8 @@ class _Mapper:
                 elif order is not None:
                     order.notes.append(seg)
                 else:
-                    self.warning("100", seg.where(), "a note outside any order or result is not mapped")
-            # every other segment carries no result (SKIPPED_SEGMENTS, Z-segments, later additions)
+                    self.warning("0", seg.where(), "a note outside any order or result is not mapped")
+            # every other segment (PD1, PV1, PRT, TQ1, CTD, FT1, CTI, TXA, Z-segments ...) carries no result
         return patients
 
     # -- patient ---------------------------------------------------------------------------------------
@@ -1132,7 +1134,7 @@ class _Mapper:
             return None
         first = local[0]
         self.warning(
-            "102",
+            "0",
             pid.where(field_no),
             f"the patient has no Norwegian national identity number; a Patient is written for identifier "
             f"{first['value']} ({first['system']})",
@@ -1236,7 +1238,7 @@ class _Mapper:
             return None, name
         auth_system = f"urn:oid:{authority.oid}" if authority.oid else None
         if kind in codes.PRIVATE_PERSON_ID_TYPES or auth_system in (OID_FNR, OID_DNR):
-            self.warning("102", where, "a health professional's national identity number is not passed on")
+            self.warning("0", where, "a health professional's national identity number is not passed on")
             return None, name
         if kind == "HPR" or auth_system == OID_HPR:
             if not is_valid_hpr(value):
@@ -1272,7 +1274,7 @@ class _Mapper:
         self.roles[key] = url
         return url
 
-    def organization(self, rep: Rep, where: str) -> dict[str, Any] | None:
+    def organization(self, rep: Rep) -> dict[str, Any] | None:
         """An XON (OBX-23 performing organization) as a logical reference."""
         name = rep.c(1)
         value = rep.c(10) or rep.c(3)
@@ -1473,7 +1475,7 @@ class _Mapper:
         self.add(report, report_url, _conditional("DiagnosticReport", report_ident["system"], report_ident["value"]))
 
     def note_text(self, nte: Seg) -> str | None:
-        lines = [r.c(1) for r in nte.reps(3)]
+        lines = [r.text() for r in nte.reps(3)]
         text = "\n".join(lines).strip()
         return text or None
 
@@ -1504,8 +1506,9 @@ class _Mapper:
                         "value": ei.id,
                     }
                 )
-        if idents:
-            key = _uuid("Specimen", f"{idents[0]['system']}|{idents[0]['value']}")
+        if idents:  # a specimen number names one specimen of one patient
+            patient_key = subject.key if subject else ""
+            key = _uuid("Specimen", patient_key, f"{idents[0]['system']}|{idents[0]['value']}")
         else:
             key = _uuid("Specimen", report_key, f"#{index}")
         url = _full_url("Specimen", key)
@@ -1552,7 +1555,7 @@ class _Mapper:
         for rep in spm.reps(21):
             reason = self.concept(rep, spm.where(21), default_table=490)
             if reason and reason.get("text"):
-                notes.append(f"Rejected: {reason['text']}")
+                notes.append(f"Prøven er avvist: {reason['text']}")
         if notes:
             res["note"] = [{"text": t} for t in notes]
         if key in self.specimen_keys:
@@ -1615,7 +1618,7 @@ class _Mapper:
         obx = item.seg
         kind = obx.v(2).upper()
         if kind in ("ED", "RP"):
-            self.warning("100", obx.where(2), f"a {kind} value outside a report (no OBR) is not mapped")
+            self.warning("0", obx.where(2), f"a {kind} value outside a report (no OBR) is not mapped")
             return
         patient_key = subject.key if subject else "unknown-patient"
         ctx = Order(
@@ -1695,7 +1698,7 @@ class _Mapper:
             if url_role:
                 performers.append({"reference": url_role})
         if obx.reps(23):
-            org = self.organization(obx.rep(23), obx.where(23))
+            org = self.organization(obx.rep(23))
             if org:
                 performers.append(org)
         if not performers and self.sender_org:
@@ -1734,14 +1737,14 @@ class _Mapper:
         if kind == "RP":
             pointer = rep.c(1)
             if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", pointer):
-                self.warning("102", obx.where(5), "a reference pointer that is not an absolute URL is not mapped")
+                self.warning("0", obx.where(5), "a reference pointer that is not an absolute URL is not mapped")
                 return None
             out["contentType"] = _attachment_type(rep.c(3), rep.c(4))
             out["url"] = pointer
         else:
             data, encoding = rep.c(5), rep.c(4).upper()
             if not data:
-                self.warning("102", obx.where(5), "encapsulated data without content is not mapped")
+                self.warning("0", obx.where(5), "encapsulated data without content is not mapped")
                 return None
             try:
                 if encoding == "BASE64":
@@ -1771,7 +1774,7 @@ class _Mapper:
             self.error("101", obx.where(2), "value type missing for a result with a value")
             return None
         if raw_status in NO_RESULT_STATUSES:
-            self.warning("102", w, f"result status {raw_status} means there is no result; the value is not mapped")
+            self.warning("0", w, f"result status {raw_status} means there is no result; the value is not mapped")
             return None
         if kind in ("TX", "FT", "ST", "ID", "IS"):
             return {"valueString": "\n".join(r.text() for r in reps)}

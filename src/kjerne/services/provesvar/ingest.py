@@ -1,4 +1,5 @@
-"""Receiving a Svarrapport: map, apply the result lifecycle, store, log, and answer with an AppRec.
+"""Receiving a result message (Svarrapport or HL7 v2): map, apply the result lifecycle, store, log,
+and answer (AppRec or ACK).
 
 Lifecycle: a change (M) or addendum (A) supersedes the report it names and keeps the history; a
 cancellation (C) marks the report and its results cancelled, so current views drop it while history
@@ -10,6 +11,7 @@ the right current state.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,23 +81,57 @@ def _cancel_orphans(writer: Writer, previous_results: list[str], written: list[S
                 _cancel_orphans(writer, [child_ref], [], True)
 
 
+Mapper = Callable[..., MappingResult]
+Answer = Callable[[MappingResult, bytes], bytes]
+
+
+def _apprec(result: MappingResult, raw: bytes) -> bytes:
+    return apprec(result, raw)
+
+
+def _hl7_ack(result: MappingResult, raw: bytes) -> bytes:
+    from kjerne.services.provesvar.hl7v2 import ack
+
+    return ack(raw, result).encode("utf-8")
+
+
 def ingest_svarrapport(
     repo: Repository, xml: bytes, producer: str, *, received_at: dt.datetime | None = None
 ) -> Receipt:
+    return ingest_result_message(repo, xml, producer, "svarrapport", map_svarrapport, _apprec, received_at=received_at)
+
+
+def ingest_hl7v2(repo: Repository, message: bytes, producer: str, *, received_at: dt.datetime | None = None) -> Receipt:
+    from kjerne.services.provesvar.hl7v2 import map_oru
+
+    return ingest_result_message(repo, message, producer, "hl7v2", map_oru, _hl7_ack, received_at=received_at)
+
+
+def ingest_result_message(
+    repo: Repository,
+    xml: bytes,
+    producer: str,
+    fmt: str,
+    mapper: Mapper,
+    answer: Answer,
+    *,
+    received_at: dt.datetime | None = None,
+) -> Receipt:
+    """One result message in any producer format: map, apply the lifecycle, store, log, answer."""
     received_at = received_at or dt.datetime.now(dt.UTC)
-    result: MappingResult = map_svarrapport(xml, received_at=received_at)
+    result: MappingResult = mapper(xml, received_at=received_at)
     sender = result.sender or {}
     delivery = Delivery(
         producer=producer,
         producer_name=sender.get("name"),
         sender=sender.get("herid") or sender.get("orgnr"),
-        format="svarrapport",
+        format=fmt,
         status="rejected",
         msg_id=result.msg_id,
         issued=_instant(result.issued),
     )
     if not result.ok or result.bundle is None:
-        return _rejected(repo, result, xml, delivery, result.errors)
+        return _rejected(repo, result, xml, delivery, result.errors, answer)
 
     with repo.read_tx() as conn:
         earlier = accepted_before(conn, producer, result.msg_id)
@@ -113,7 +149,7 @@ def ingest_svarrapport(
             result.warnings.append(
                 "a later message for this report is already stored; this one is kept in the log only"
             )
-            return _accepted(repo, result, xml, delivery, "superseded", None)
+            return _accepted(repo, result, xml, delivery, "superseded", answer)
     previous_results = [r.get("reference", "") for r in (existing.resource().get("result", []) if existing else [])]
     previous_results = [r for r in previous_results if r.startswith("Observation/")]
     cancel_all = result.service_type == "C"
@@ -123,7 +159,7 @@ def ingest_svarrapport(
             _cancel_orphans(writer, previous_results, written, cancel_all)
         delivery.reports = sum(1 for s in written if s.res_type == "DiagnosticReport") or 1
         delivery.status = "warning" if result.warnings else "ok"
-        delivery.receipt = apprec(result, xml)
+        delivery.receipt = answer(result, xml)
         record(writer.conn, delivery)
 
     try:
@@ -136,21 +172,26 @@ def ingest_svarrapport(
     return Receipt(delivery.status, delivery.receipt, 200, result.warnings)
 
 
-def _accepted(repo: Repository, result: MappingResult, xml: bytes, delivery: Delivery, status: str, _: Any) -> Receipt:
+def _accepted(
+    repo: Repository, result: MappingResult, xml: bytes, delivery: Delivery, status: str, answer: Answer
+) -> Receipt:
     delivery.status = status
     delivery.reasons = list(result.warnings)
-    delivery.receipt = apprec(result, xml)
+    delivery.receipt = answer(result, xml)
     record_alone(repo.engine, delivery)
     return Receipt(status, delivery.receipt, 200, result.warnings)
 
 
-def _rejected(repo: Repository, result: MappingResult, xml: bytes, delivery: Delivery, reasons: list[str]) -> Receipt:
+def _rejected(
+    repo: Repository, result: MappingResult, xml: bytes, delivery: Delivery, reasons: list[str], answer: Answer
+) -> Receipt:
     result.ok = False
     result.bundle = None
     if reasons is not result.errors:
         result.errors.extend(reasons)
-        result.error_faults.extend(Fault("X99", "Message", reason) for reason in reasons)
-    body = apprec(result, xml)
+        code = "X99" if answer is _apprec else "207"  # kodeverk 8221 / HL7 table 0357: application error
+        result.error_faults.extend(Fault(code, "Message", reason) for reason in reasons)
+    body = answer(result, xml)
     delivery.status, delivery.reasons, delivery.receipt = "rejected", list(result.errors), body
     record_alone(repo.engine, delivery)
     return Receipt("rejected", body, 400, list(result.errors))
