@@ -213,6 +213,7 @@ def main() -> int:
     p.add_argument("--no-fsync", action="store_true", help="PostgreSQL with fsync off (not durable)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
+    c.stop_on_sigterm()
     args.pg_pid = None
     started = time.perf_counter()
     results: list[Result] = []

@@ -60,6 +60,11 @@ PG_SETTINGS = {
 # -- machine and reporting ------------------------------------------------------------------------
 
 
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so a stopped benchmark still stops its server and cluster."""
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -347,7 +352,7 @@ LABS = ["lab-fjordvik", "lab-kystlab", "lab-mjosdalen"]
 _OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 _VITALS = [
     ("8867-4", "Heart rate", "Puls", "/min", "/min", 50, 100),
-    ("8480-6", "Systolic blood pressure", "Systolisk blodtrykk", "mm[Hg]", "mm[Hg]", 100, 160),
+    ("9279-1", "Respiratory rate", "Respirasjonsfrekvens", "/min", "/min", 10, 22),
     ("29463-7", "Body weight", "Vekt", "kg", "kg", 50, 110),
     ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "Oksygenmetning", "%", "%", 90, 100),
 ]

@@ -46,8 +46,7 @@ S_SPEC = "00000000-0000-4000-8000-5e0000000004"
 S_FNR = "S-FNR-00001"
 S_EFFECTIVE = "1901-02-03T04:05:06Z"
 S_ISSUED = "1901-03-04T05:06:07Z"
-S_VALUE = 987654.321  # a laboratory value
-S_INT = 987653  # a vital sign (whole numbers)
+S_VALUE = 987654.321  # a laboratory value; vital signs (whole numbers, range-checked) key their template
 S_LOW, S_HIGH = date_range(S_EFFECTIVE)
 TABLES = ["resource", *[t.name for t in INDEX_TABLES.values()]]
 
@@ -147,9 +146,11 @@ class Templates:
         t = self.cache.get(shape.key)
         if t is None:
             lab = shape.kind == "lab"
-            sentinel = Slots(S_ID, S_SR, S_SPEC, S_EFFECTIVE, S_ISSUED, S_VALUE if lab else S_INT)
+            sentinel = Slots(S_ID, S_SR, S_SPEC, S_EFFECTIVE, S_ISSUED, S_VALUE if lab else shape.key[-1])
             made = c.as_tuples(0, c.store_rows(shape.body(sentinel, S_FNR, S_PID), S_ID, self.now))
-            values = (S_PID, S_ID, S_SR, S_SPEC, S_FNR, S_LOW, S_HIGH, S_VALUE if lab else float(S_INT))
+            values: tuple[Any, ...] = (S_PID, S_ID, S_SR, S_SPEC, S_FNR, S_LOW, S_HIGH)
+            if lab:
+                values += (S_VALUE,)
             sentinels: dict[Any, int] = {v: i for i, v in enumerate(values)}
             rows = []
             for table, table_rows in made.items():
@@ -166,13 +167,13 @@ class Templates:
         t = self.template(shape)
         lab = shape.kind == "lab"
         low, high = date_range(s.effective)
-        value = s.value if lab else int(s.value)
-        values = (pid, s.res_id, s.sr, s.spec, fnr, low, high, float(value))
+        values = (pid, s.res_id, s.sr, s.spec, fnr, low, high, float(s.value))
         content = t.content
         for old, new in ((S_PID, pid), (S_ID, s.res_id), (S_SR, s.sr), (S_SPEC, s.spec), (S_FNR, fnr),
                          (S_EFFECTIVE, s.effective), (S_ISSUED, s.issued)):
             content = content.replace(old.encode(), new.encode())
-        content = content.replace(orjson.dumps(S_VALUE if lab else S_INT), orjson.dumps(value))
+        if lab:
+            content = content.replace(orjson.dumps(S_VALUE), orjson.dumps(s.value))
         out: dict[str, list[tuple[Any, ...]]] = {}
         for table, row, subs in t.rows:
             r = row.copy()
@@ -212,8 +213,9 @@ def observations(p: PatientPlan, seed: int, rid: int, templates: Templates) -> I
                           c.fhir_time(issued), value)
         else:
             vital = rng.choice(c.VITALS)
-            shape = Shape("vital", ("vital", vital[0]), vital=vital)
-            slots = Slots(c.random_id(rng), "", "", c.fhir_time(moment), "", rng.randint(vital[5], vital[6]))
+            value = rng.randint(vital[5], vital[6])
+            shape = Shape("vital", ("vital", vital[0], value), vital=vital)
+            slots = Slots(c.random_id(rng), "", "", c.fhir_time(moment), "", value)
         yield lab, slots.res_id, templates.rows(shape, slots, p.fnr, p.pid, rid + i)
 
 

@@ -377,6 +377,7 @@ def main() -> int:
                    "go here and the hotspots into RESULTS.md")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
+    c.stop_on_sigterm()
     started = time.perf_counter()
     workers = [int(w) for w in args.workers.split(",") if w]
 

@@ -316,6 +316,7 @@ def main() -> int:
     p.add_argument("--profile", type=Path, help="py-spy the server during the timed requests; raw stacks here")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
+    c.stop_on_sigterm()
     args.pg_pid = None
     started = time.perf_counter()
     sizes = sorted(int(s) for s in args.sizes.split(",") if s)

@@ -25,6 +25,23 @@ log = logging.getLogger("kjerne")
 
 async def _fhir_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, FhirError)
+    repo = getattr(request.state, "repository", None)
+    policy = getattr(request.state, "policy", None)
+    if repo is not None and policy is not None and not exc.audited and policy.recorded == 0 and exc.status < 500:
+        # Every access attempt leaves an entry: a request refused in the route (a patient outside the
+        # attestation, a malformed search) is audited here when nothing else did.
+        from starlette.concurrency import run_in_threadpool
+
+        from kjerne.access.context import AccessRecord
+
+        rec = AccessRecord(
+            "read" if request.method == "GET" else "write",
+            None,
+            "denied",
+            [],
+            detail=f"{request.method} {request.url.path}: {exc}"[:500],
+        )
+        await run_in_threadpool(repo.deny, rec, exc)
     return error_response(exc)
 
 

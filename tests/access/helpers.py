@@ -123,14 +123,21 @@ def lab_result(
     }
 
 
-def measurement(subject: dict[str, Any] | str, code: str = "8867-4", value: float = 64.0) -> dict[str, Any]:
-    """A home measurement (service måledata): heart rate by default."""
+def measurement(
+    subject: dict[str, Any] | str, code: str = "8867-4", value: float = 64.0, *, fnr: str | None = None
+) -> dict[str, Any]:
+    """A home measurement (service måledata): heart rate by default. Måledata names the person by
+    national id (``fnr``), beside or instead of the literal reference."""
+    if isinstance(subject, str):
+        subject = {"reference": subject}
+    if fnr:
+        subject = {**subject, "identifier": {"system": FNR_SYSTEM, "value": fnr}}
     return {
         "resourceType": "Observation",
         "status": "final",
         "category": [{"coding": [{"system": OBS_CATEGORY, "code": "vital-signs"}]}],
         "code": {"coding": [{"system": LOINC, "code": code}]},
-        "subject": {"reference": subject} if isinstance(subject, str) else subject,
+        "subject": subject,
         "effectiveDateTime": "2025-03-04T07:00:00+01:00",
         "valueQuantity": {"value": value, "unit": "/min", "system": UCUM, "code": "/min"},
     }
@@ -491,7 +498,7 @@ class World:
 
     def measurement(self, fnr: str, value: float = 64.0, by: Caller | None = None) -> str:
         pid = self.patient(fnr)
-        return self.observation(measurement(f"Patient/{pid}", value=value), by)
+        return self.observation(measurement(f"Patient/{pid}", value=value, fnr=fnr), by)
 
     def audit_count(self) -> int:
         return audit_count(self.api.engine)

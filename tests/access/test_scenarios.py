@@ -123,7 +123,7 @@ def test_reservasjon_deletes_the_service_data_with_history_and_refuses_new_data(
     assert "Reservation" in pvk_codes(refused.json())
     refused = lab.create(report(f"Patient/{rep.patient}", []))
     assert 400 <= refused.status_code < 500, refused.text
-    later = created(lab.create(measurement(f"Patient/{rep.patient}")))["id"]
+    later = created(lab.create(measurement(f"Patient/{rep.patient}", fnr=P1)))["id"]
 
     hp = world.practitioner(HP1, [P1])
     bundle = hp.search("DiagnosticReport")
@@ -141,7 +141,7 @@ def test_reservasjon_for_every_service_deletes_everything_but_the_patient(world:
     for res_id in (rep.id, *rep.results, m):
         assert stored_rows(world.api, res_id) == 0
     assert world.citizen(P1).search_refs("Patient") == {f"Patient/{rep.patient}"}
-    assert world.producer().create(measurement(f"Patient/{rep.patient}")).status_code in range(400, 500)
+    assert world.producer().create(measurement(f"Patient/{rep.patient}", fnr=P1)).status_code in range(400, 500)
 
 
 def test_reservasjon_also_deletes_the_history_of_data_the_producer_deleted(world: World) -> None:
@@ -468,6 +468,40 @@ def test_skjerming_by_two_health_workers_stays_until_both_withdraw(world: World)
     assert visible(hp2) == rep.all_refs
 
 
+# -- paging ---------------------------------------------------------------------------------------------------
+
+
+def test_paging_with_the_person_id_header_on_every_request(world: World) -> None:
+    """PPS clients send person-id on every call; following a next link with it must still page."""
+    rep = world.lab_report(P1, 3)
+    citizen = world.citizen(P1)
+    bundle = citizen.search("Observation", {"_count": "1"})
+    seen = refs(entries(bundle, "match"))
+    while (url := next_link(bundle)) is not None:
+        r = citizen.get(url, person_id=P1)
+        assert r.status_code == 200, (r.status_code, r.text[:300])
+        bundle = r.json()
+        seen |= refs(entries(bundle, "match"))
+    assert seen == set(rep.result_refs)
+
+
+def test_a_next_link_does_not_reveal_another_callers_total(world: World) -> None:
+    """A page link handed from one health worker to another (shared screen, log, proxy) must be
+    answered with the second one's access: neither the rows nor the total of what is hidden from them."""
+    rep = world.lab_report(P1, 3)
+    created(world.citizen(P1).create(consent(SPERRING, rep.patient, hprs=[HP2])))
+    first = world.practitioner(HP1, [P1])
+    url = next_link(first.search("Observation", {"_count": "1"}))
+    assert url is not None
+    sperret = world.practitioner(HP2, [P1])
+    r = sperret.get(url, person_id=None)
+    assert r.status_code in (200, 400, 403, 404, 410), r.text
+    if r.status_code == 200:
+        body = r.json()
+        assert refs(entries(body, "match")) == set()
+        assert body.get("total") in (None, 0), f"the total {body.get('total')} counts data hidden from this caller"
+
+
 # -- attestation and audit -------------------------------------------------------------------------------------
 
 
@@ -587,7 +621,7 @@ def test_producers_cannot_read_through_a_conditional_create(world: World) -> Non
     m = world.measurement(P1)
     other = world.producer(OTHER_LAB)
     pid = world.patients[P1]
-    r = other.create(measurement(f"Patient/{pid}", value=99.0), **{"if-none-exist": f"subject=Patient/{pid}"})
+    r = other.create(measurement(f"Patient/{pid}", value=99.0, fnr=P1), **{"if-none-exist": f"subject=Patient/{pid}"})
     assert m not in r.text, f"the conditional create returned another producer's data: {r.status_code}"
 
 

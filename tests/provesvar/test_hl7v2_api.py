@@ -17,7 +17,8 @@ from kjerne.config import Settings
 from kjerne.store.schema import resource
 
 HL7 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hl7v2"
-ORU = [*sorted((HL7 / "microsoft-fhir-converter").glob("*ORU*.hl7")), HL7 / "python-hl7" / "GHH-LAB-ORU_R01-glucose.hl7"]
+GLUCOSE = HL7 / "python-hl7" / "GHH-LAB-ORU_R01-glucose.hl7"
+ORU = [*sorted((HL7 / "microsoft-fhir-converter").glob("*ORU*.hl7")), GLUCOSE]
 
 
 @pytest.fixture

@@ -45,4 +45,3 @@ def new_page(browser: Any) -> Iterator[Any]:
     yield make
     for ctx in contexts:
         ctx.close()
-

@@ -39,6 +39,9 @@ class AccessContext(Protocol):
     def record(self, conn: Any, rec: AccessRecord) -> None:
         """Write the audit entry for an access attempt, inside the caller's transaction."""
 
+    def match_filter(self, res_type: str, table: Table) -> ColumnElement[bool] | None:
+        """What a conditional create or update may match (and so return or overwrite)."""
+
     def guard(self, resource: dict[str, Any], existing: Any) -> None:
         """Called by the writer for each version about to be stored (existing: the live Stored or None)."""
 
@@ -59,6 +62,9 @@ class Unrestricted:
         return None
 
     def record(self, conn: Any, rec: AccessRecord) -> None:
+        return None
+
+    def match_filter(self, res_type: str, table: Table) -> ColumnElement[bool] | None:
         return None
 
     def guard(self, resource: dict[str, Any], existing: Any) -> None:

@@ -20,7 +20,7 @@ from kjerne.fhir.outcome import FhirError, Issue
 from kjerne.services.classify import SERVICE_SYSTEM
 from kjerne.store.clock import now_us
 from kjerne.store.identity import find_patient
-from kjerne.store.schema import idx_date, idx_token
+from kjerne.store.schema import idx_date, idx_reference, idx_token, idx_uri
 
 PVK_SYSTEM = "http://nhn.no/fhir/nilar/CodeSystem/PvkOutcome"
 PRODUCER_SOURCE = "urn:oid:2.16.578.1.12.4.1.4.101:"  # meta.source = this + organisation number
@@ -84,6 +84,8 @@ class AccessPolicy:
         self.own_patients: list[str] = []
         self.patient_by_fnr: dict[str, str] = {}
         self.basis = self._basis()
+        self.recorded = 0  # audit entries written for this request
+        self.named: set[str] = set()  # patients the request asked about, whether or not anything was found
         with engine.connect() as conn:
             if principal.kind == "citizen" and principal.pid:
                 self.patient_by_fnr = _active_patient_ids(conn, [principal.pid])
@@ -202,10 +204,16 @@ class AccessPolicy:
                 )
             )
             citizen_consents = self._consents(visible, r.CITIZEN_SET)
+            # A skjerming Consent names the shielded report: only those who set it may read it.
+            others_shielding = and_(
+                table.c.rid.in_(self._consents(visible, (r.SKJERMING,))),
+                not_(table.c.rid.in_(self._consents_by(self.principal.hpr or ""))),
+            )
             cond = and_(
                 cond,
                 not_(and_(table.c.rid.in_(shielded), not_(table.c.rid.in_(mine)))),
                 not_(table.c.rid.in_(citizen_consents)),
+                not_(others_shielding),
             )
         return cond
 
@@ -240,6 +248,13 @@ class AccessPolicy:
                 t.system == r.RESTRICTION_SYSTEM,
                 t.code.in_(kinds),
             )
+        )
+
+    @staticmethod
+    def _consents_by(hpr: str) -> Any:
+        ref = idx_reference.c
+        return select(ref.rid).where(
+            and_(ref.res_type == "Consent", ref.param == "actor", ref.ident_system == OID_HPR, ref.ident_value == hpr)
         )
 
     @staticmethod
@@ -304,12 +319,15 @@ class AccessPolicy:
         else:
             raise FhirError.of(403, "forbidden", "this client may not read health data")
         pid = self.patient_by_fnr.get(fnr)
+        if pid:
+            self.named.add(pid)
         return [pid] if pid else []
 
     def check_patient_ids(self, ids: list[str]) -> None:
         allowed = set(self.own_patients) | set(self.views)
         if self.principal.kind != "system" and any(i not in allowed for i in ids):
             raise FhirError.of(403, "forbidden", "the patient is not covered by your access")
+        self.named.update(ids)
 
     # -- writes --------------------------------------------------------------------------------
     def check_write(self, action: str, res_type: str, resource: dict[str, Any] | None) -> None:
@@ -332,6 +350,15 @@ class AccessPolicy:
                 raise FhirError.of(
                     403, "forbidden", f"a {p.kind} may set {', '.join(allowed)}, not {kind or 'an unknown kind'}"
                 )
+
+    def match_filter(self, res_type: str, table: Any) -> ColumnElement[bool] | None:
+        """A producer's conditional writes match only what it delivered itself (so a condition can
+        neither reveal nor overwrite another's data); a person's match only what they may read."""
+        if self.principal.kind == "system":
+            source = PRODUCER_SOURCE + (self.principal.org or self.principal.subject)
+            own = select(idx_uri.c.rid).where(and_(idx_uri.c.param == "_source", idx_uri.c.value == source))
+            return table.c.rid.in_(own)
+        return self.read_filter(res_type, table)
 
     def guard(self, resource: dict[str, Any], existing: Any) -> None:
         p = self.principal
@@ -380,7 +407,10 @@ class AccessPolicy:
             rec.withheld = self.withheld()
         rec.override = rec.override or self.overrode()
         rec.reason = rec.reason or self.info.reason
+        if self.named:
+            rec.patients = sorted(set(rec.patients) | self.named)
         append(conn, self.actor(), rec)
+        self.recorded += 1
 
 
 def _owner_hpr(consent: dict[str, Any]) -> str | None:

@@ -64,8 +64,36 @@ class Gate:
 
     def repository(self, request: Request) -> Repository:
         principal = self.principal(request)
-        policy = AccessPolicy(self.engine, principal, request_info(request))
-        return Repository(self.engine, policy, base_url=self.fhir_base)
+        info = request_info(request)
+        try:
+            policy = AccessPolicy(self.engine, principal, info)
+        except FhirError as err:
+            # The request was refused before a policy existed (an unknown access basis): audit it all the same.
+            rec = AccessRecord("read", None, "denied", [], detail=f"{request.method} {request.url.path}: {err}"[:500])
+            self._append(
+                Actor(
+                    kind=principal.kind,
+                    hpr=principal.hpr,
+                    pid=principal.pid,
+                    name=principal.name,
+                    org=principal.org,
+                    access_basis=None,
+                    channel=info.channel,
+                ),
+                rec,
+            )
+            err.audited = True
+            raise
+        request.state.policy = policy
+        repo = Repository(self.engine, policy, base_url=self.fhir_base)
+        request.state.repository = repo
+        return repo
+
+    def _append(self, actor: Actor, rec: AccessRecord) -> None:
+        with self.engine.connect() as conn:
+            conn.info["sqlite_write"] = True
+            with conn.begin():
+                append(conn, actor, rec)
 
     def _record_refusal(self, request: Request, err: AuthError) -> None:
         rec = AccessRecord(

@@ -36,6 +36,7 @@ class FhirError(Exception):
     status: int
     issues: list[Issue] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    audited: bool = False  # the refusal already has its audit entry
 
     @classmethod
     def of(cls, status: int, code: str, diagnostics: str, expression: str | None = None) -> FhirError:

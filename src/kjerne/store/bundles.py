@@ -119,7 +119,11 @@ class BundleProcessor:
                 res = e.get("resource")
                 if not isinstance(res, dict):
                     raise invalid("POST and PUT entries need a resource", f"Bundle.entry[{i}].resource")
-                self.repo.access.check_write((req["method"] == "POST" and "create") or "update", _type_of(res), res)
+                action = "create" if req["method"] == "POST" else "update"
+                self.repo._check_write(action, _type_of(res), res, req["url"])
+            elif req["method"] == "DELETE":
+                res_type = _parse_url(req["url"], f"Bundle.entry[{i}].request.url")[0]
+                self.repo._check_write("delete", res_type, None, req["url"])
         responses: dict[int, dict[str, Any]] = {}
         reads: list[tuple[int, dict[str, Any]]] = []
         with self.repo.writing() as writer:
@@ -196,7 +200,7 @@ class BundleProcessor:
                     responses[i] = _response(result, method)
                     responses[i]["_resource"] = result.stored
                 except FhirError as err:
-                    raise FhirError(err.status, [_at(issue, i) for issue in err.issues]) from err
+                    raise FhirError(err.status, [_at(issue, i) for issue in err.issues], audited=err.audited) from err
             written = [r["_resource"] for r in responses.values() if "_resource" in r]
             if after is not None:
                 after(writer, written)
@@ -314,7 +318,7 @@ class BundleProcessor:
                 if_match = req.get("ifMatch")
                 result = repo.update_in(writer, res, res_id, if_match=_etag_version(if_match) if if_match else None)
         except FhirError as err:
-            raise FhirError(err.status, [_at(issue, i) for issue in err.issues]) from None
+            raise FhirError(err.status, [_at(issue, i) for issue in err.issues], audited=err.audited) from None
         resp = _response(result, method)
         resp["_body"] = result.stored.resource()
         return resp
@@ -335,7 +339,14 @@ def _at(issue: Issue, i: int) -> Issue:
     expr = issue.expression
     if expr and not expr.startswith("Bundle"):
         expr = f"Bundle.entry[{i}].resource.{expr.split('.', 1)[1]}" if "." in expr else f"Bundle.entry[{i}].resource"
-    return Issue(issue.code, f"entry {i}: {issue.diagnostics}", expr or f"Bundle.entry[{i}]", issue.severity)
+    return Issue(
+        issue.code,
+        f"entry {i}: {issue.diagnostics}",
+        expr or f"Bundle.entry[{i}]",
+        issue.severity,
+        issue.details_code,
+        issue.details_system,
+    )
 
 
 def _etag_version(etag: str) -> int:

@@ -66,6 +66,11 @@ class Repository:
                 writer = Writer(conn, guard=self.access.guard)
                 yield writer
                 writer.finish()
+        except FhirError as err:
+            if err.status == 403 and not err.audited:
+                # A guard refused a version inside the transaction, which rolled back: audit it anew.
+                raise self.deny(AccessRecord("write", None, "denied", [], detail=str(err)[:500]), err) from None
+            raise
         except IntegrityError as exc:
             # Two requests created the same resource at once; the database kept one of them.
             raise FhirError.of(409, "conflict", "the resource was written by another request at the same time") from exc
@@ -80,6 +85,7 @@ class Repository:
         rec.detail = rec.detail or str(err)[:500]
         with self.write_tx() as conn:
             self._record(conn, rec)
+        err.audited = True
         return err
 
     @contextmanager
@@ -264,6 +270,7 @@ class Repository:
             self.access.check_write(action, res_type, res)
         except FhirError as err:
             self._record(writer.conn, AccessRecord(action, res_type, "denied", [ref], detail=str(err)[:500]))
+            err.audited = True
             raise
 
     def _written(self, writer: Writer, action: str, result: WriteResult) -> WriteResult:
@@ -344,7 +351,7 @@ class Repository:
         req = parse_search(res_type, pairs)
         req.count = 2
         req.total = "none"
-        page = builder.run(conn, req, BuildContext(self.base_url, now_us()), lambda _t, _r: None)
+        page = builder.run(conn, req, BuildContext(self.base_url, now_us()), self.access.match_filter)
         return page.rows
 
 

@@ -11,8 +11,8 @@ from sqlalchemy import Connection, and_, delete, select
 
 from kjerne.access import restrictions as r
 from kjerne.fhir.outcome import FhirError, Issue
-from kjerne.services.classify import MALEDATA, SERVICE_SYSTEM, service_of, tag_service
-from kjerne.store.schema import INDEX_TABLES, idx_obs, idx_token, resource, resource_history
+from kjerne.services.classify import MALEDATA, service_of, tag_service
+from kjerne.store.schema import INDEX_TABLES, idx_obs, resource, resource_history
 
 if TYPE_CHECKING:
     from kjerne.store.writer import Writer
@@ -58,18 +58,30 @@ def refuse_if_reserved(conn: Connection, res: dict[str, Any], patient: str | Non
 
 
 def purge_service_data(conn: Connection, patient: str, services: frozenset[str]) -> int:
-    """Delete, with all history, the patient's data in the given services (all when empty)."""
-    cond = [idx_token.c.patient == patient, idx_token.c.param == "_tag", idx_token.c.system == SERVICE_SYSTEM]
-    if services:
-        cond.append(idx_token.c.code.in_(sorted(services)))
-    rids = [row[0] for row in conn.execute(select(idx_token.c.rid).where(and_(*cond)).distinct())]
-    for i in range(0, len(rids), 500):
-        chunk = rids[i : i + 500]
+    """Delete, with all history, the patient's data in the given services (all when empty). Every
+    version is looked at, so data a producer already deleted goes too."""
+    kept_types = ("Patient", "Consent")
+    rids: set[int] = set()
+    for table in (resource, resource_history):
+        rows = conn.execute(
+            select(table.c.rid, table.c.content).where(
+                and_(table.c.patient == patient, table.c.res_type.notin_(kept_types))
+            )
+        )
+        for rid, content in rows:
+            if rid in rids:
+                continue
+            service = service_of(orjson.loads(bytes(content)))
+            if service is not None and (not services or service in services):
+                rids.add(rid)
+    ordered = sorted(rids)
+    for i in range(0, len(ordered), 500):
+        chunk = ordered[i : i + 500]
         for table in (*INDEX_TABLES.values(), idx_obs):
             conn.execute(delete(table).where(table.c.rid.in_(chunk)))
         conn.execute(delete(resource_history).where(resource_history.c.rid.in_(chunk)))
         conn.execute(delete(resource).where(resource.c.rid.in_(chunk)))
-    return len(rids)
+    return len(ordered)
 
 
 def prepare(res: dict[str, Any], *, is_new: bool, previous: dict[str, Any] | None) -> None:
@@ -196,15 +208,77 @@ def after_consent(writer: Writer, consent: dict[str, Any], patient: str | None, 
         return
     if kind not in r.PRACTITIONER_SET:
         return
-    active = not withdrawn and consent.get("status") == "active"
-    owner = None
+    writer.flush()  # the Consent's own index rows must be visible to the recount below
+    for root in r.target_references(consent):
+        apply_restrictions(writer, root)
+
+
+def active_restrictions(conn: Connection, root: str) -> list[dict[str, Any]]:
+    """The active health-personnel Consents that name this report."""
+    from kjerne.store.schema import idx_reference
+
+    res_type, res_id = root.split("/", 1)
+    ref = idx_reference.c
+    rids = select(ref.rid).where(
+        and_(ref.res_type == "Consent", ref.param == "data", ref.target_type == res_type, ref.target_id == res_id)
+    )
+    out = []
+    for (content,) in conn.execute(
+        select(resource.c.content).where(and_(resource.c.rid.in_(rids), resource.c.deleted.is_(False)))
+    ):
+        consent = orjson.loads(bytes(content))
+        if consent.get("status") == "active" and r.consent_category(consent) in r.PRACTITIONER_SET:
+            out.append(consent)
+    return out
+
+
+def apply_restrictions(writer: Writer, root: str) -> None:
+    """Set the labels of a report and its results to what all active Consents on it say together:
+    one health worker withdrawing theirs does not lift another's."""
+    consents = active_restrictions(writer.conn, root)
+    kinds = {r.consent_category(c) for c in consents}
+    owners = sorted({o for c in consents if r.consent_category(c) == r.SKJERMING for o in _actors(c)})
+    releases = [r.release_after(c) for c in consents if r.consent_category(c) == r.UTSATT]
+    release = None if (not releases or None in releases) else max(releases, key=lambda v: _instant_or_zero(v))
+    for ref in target_closure(writer.conn, [root]):
+        relabel(writer, ref, kinds, owners, release)
+
+
+def _actors(consent: dict[str, Any]) -> list[str]:
+    out = []
     for actor in (consent.get("provision") or {}).get("actor", []):
         ident = (actor.get("reference") or {}).get("identifier") or {}
-        if ident.get("system") == r.OID_HPR:
-            owner = ident.get("value")
-    release = r.release_after(consent) if kind == r.UTSATT else None
-    for ref in target_closure(writer.conn, r.target_references(consent)):
-        set_label(writer, ref, kind, active, owner, release)
+        if ident.get("system") == r.OID_HPR and ident.get("value"):
+            out.append(str(ident["value"]))
+    return out
+
+
+def _instant_or_zero(value: str | None) -> int:
+    from kjerne.store.indexing import date_range
+
+    try:
+        return date_range(value)[1] if value else 0
+    except ValueError:
+        return 0
+
+
+def relabel(writer: Writer, ref: str, kinds: set[str | None], owners: list[str], release: str | None) -> None:
+    from kjerne.store.writer import current
+
+    res_type, res_id = ref.split("/", 1)
+    stored = current(writer.conn, res_type, res_id, for_update=True)
+    if stored is None or stored.deleted:
+        return
+    res = stored.resource()
+    for kind in r.PRACTITIONER_SET:
+        remove_label(res, kind)
+    for kind in sorted(k for k in kinds if k):
+        if kind == r.SKJERMING:
+            for owner in owners or [None]:
+                add_label(res, kind, owner, None)
+        else:
+            add_label(res, kind, None, release if kind == r.UTSATT else None)
+    writer.put(res, res_id, keep_labels=False, guarded=False)
 
 
 def target_closure(conn: Connection, refs: list[str]) -> list[str]:

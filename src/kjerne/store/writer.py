@@ -56,6 +56,13 @@ def _validate_or_raise(res: dict[str, Any]) -> None:
         raise FhirError(400, errors)
 
 
+def _meta_rows(tombstone: dict[str, Any]) -> IndexRows:
+    rows = extract(tombstone)
+    return IndexRows(
+        [t for t in rows.tokens if t[0] in ("_security", "_tag")], [], rules.extra_index_rows(tombstone), [], [], [], []
+    )
+
+
 def patient_of(res: dict[str, Any], rows: IndexRows) -> str | None:
     if res.get("resourceType") == "Patient":
         return res.get("id")
@@ -184,8 +191,14 @@ class Writer:
         if existing is None or existing.deleted:
             return None
         if self.guard is not None:
-            self.guard({"resourceType": res_type, "id": res_id}, existing)
-        tombstone = {"resourceType": res_type, "id": res_id}
+            self.guard(existing.resource(), existing)
+        # The tombstone keeps the restriction labels, so the history of a deleted resource stays
+        # as hidden as the resource was.
+        old_meta = existing.resource().get("meta") or {}
+        tombstone: dict[str, Any] = {"resourceType": res_type, "id": res_id}
+        kept = {k: old_meta[k] for k in ("security", "extension", "tag") if old_meta.get(k)}
+        if kept:
+            tombstone["meta"] = kept
         result = self._store(res_type, res_id, tombstone, existing, deleted=True)
         if res_type == "Consent":
             rules.after_consent(self, existing.resource(), existing.patient, withdrawn=True)
@@ -200,7 +213,7 @@ class Writer:
         meta["versionId"] = str(version)
         meta["lastUpdated"] = us_to_instant(now)
         res["meta"] = meta
-        rows = IndexRows([], [], [], [], [], [], []) if deleted else extract(res)
+        rows = _meta_rows(res) if deleted else extract(res)
         patient = (existing.patient if existing else None) if deleted else patient_of(res, rows)
         if not deleted:
             rules.refuse_if_reserved(self.conn, res, patient, self.reservations)

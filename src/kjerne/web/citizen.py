@@ -57,9 +57,7 @@ def routes(web: Web) -> list[BaseRoute]:
             return {"reports": views, "next": nxt, "waiting": waiting}
 
         data = await threaded(work)
-        return render(
-            request, "citizen/results.html", me=me(principal), nav="svar", next_page=bool(cursor), **data
-        )
+        return render(request, "citizen/results.html", me=me(principal), nav="svar", next_page=bool(cursor), **data)
 
     async def report(request: Request) -> Response:
         principal, _t = context(request)

@@ -129,7 +129,19 @@ def performer_name(res: Mapping[str, Any]) -> str:
     return ""
 
 
-UNIT_TEXT = {"mm[Hg]": "mmHg", "Cel": "°C", "{score}": "", "kg/m2": "kg/m²", "10*9/L": "×10⁹/L", "10*12/L": "×10¹²/L"}
+UNIT_TEXT = {
+    "mm[Hg]": "mmHg",
+    "Cel": "°C",
+    "{score}": "",
+    "kg/m2": "kg/m²",
+    "10*9/L": "×10⁹/L",
+    "10*12/L": "×10¹²/L",
+    "umol/L": "µmol/L",
+    "ug/L": "µg/L",
+    "ukat/L": "µkat/L",
+    "mL/min/{1.73_m2}": "mL/min/1,73 m²",
+    "mmol/mol": "mmol/mol",
+}
 
 
 def unit_text(unit: str | None) -> str:

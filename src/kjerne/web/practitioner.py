@@ -136,6 +136,7 @@ def routes(web: Web) -> list[BaseRoute]:
                 form={"fnr": fnr, "grunnlag": choice, "begrunnelse": reason},
             )
         purpose = EMERGENCY_PURPOSE if choice == "akutt" else "TREAT"
+        request.session.pop("patient_summary", None)
         request.session.update(patient=fnr, basis=BASES[choice], reason=reason if choice == "akutt" else None)
         if web.dev is not None and request.session.get("persona"):
             persona = auth.practitioner_persona(str(request.session["persona"]))
@@ -152,7 +153,7 @@ def routes(web: Web) -> list[BaseRoute]:
 
     async def close_patient(request: Request) -> Response:
         await form_of(request)
-        for key in ("patient", "basis", "reason"):
+        for key in ("patient", "basis", "reason", "patient_summary"):
             request.session.pop(key, None)
         return redirect(PREFIX + "/")
 
@@ -165,18 +166,21 @@ def routes(web: Web) -> list[BaseRoute]:
 
         def work() -> dict[str, Any]:
             repo, patients = scope(request, principal, fnr)
+            summary, critical = reading.patient_overview(repo, patients)
             latest, _n = reading.reports(repo, patients, lang, count=8)
             radiology, _n = reading.reports(repo, patients, lang, count=10, category=RAD)
             return {
-                "patient": reading.patient_summary(repo, patients),
+                "patient": summary,
                 "reports": latest,
                 "radiology": radiology,
-                "critical": reading.critical_information(repo, patients),
+                "critical": critical,
                 "vitals": reading.latest_measurements(repo, patients, lang),
                 **notice(repo),
             }
 
         data = await threaded(work)
+        # The patient bar on the other pages shows the name read here, without another search.
+        request.session["patient_summary"] = data["patient"]
         return render(request, "hp/overview.html", me=me(request, principal), nav="oversikt", fnr=fnr, **data)
 
     async def cumulative_page(request: Request) -> Response:
@@ -191,7 +195,7 @@ def routes(web: Web) -> list[BaseRoute]:
         def work() -> dict[str, Any]:
             repo, patients = scope(request, principal, fnr)
             return {
-                "patient": reading.patient_summary(repo, patients),
+                "patient": summary_of(request, repo, patients),
                 "table": reading.cumulative(repo, patients, lang, before=before),
                 **notice(repo),
             }
@@ -211,7 +215,7 @@ def routes(web: Web) -> list[BaseRoute]:
         def work() -> dict[str, Any]:
             repo, patients = scope(request, principal, fnr)
             series = reading.measurement_series_many(repo, patients, list(VITAL_TYPES), lang, since)
-            return {"patient": reading.patient_summary(repo, patients), "series": series, **notice(repo)}
+            return {"patient": summary_of(request, repo, patients), "series": series, **notice(repo)}
 
         data = await threaded(work)
         found = data.pop("series")
@@ -241,7 +245,7 @@ def routes(web: Web) -> list[BaseRoute]:
             return {
                 "report": view,
                 "on_report": on_report,
-                "patient": reading.patient_summary(repo, patients),
+                "patient": summary_of(request, repo, patients),
                 **notice(repo),
             }
 
@@ -321,7 +325,7 @@ def routes(web: Web) -> list[BaseRoute]:
         def work() -> dict[str, Any]:
             repo, patients = scope(request, principal, fnr)
             recent = duplicate_check(repo, patients, chosen, lang) if chosen else []
-            return {"patient": reading.patient_summary(repo, patients), "recent": recent, **notice(repo)}
+            return {"patient": summary_of(request, repo, patients), "recent": recent, **notice(repo)}
 
         data = await threaded(work)
         return render(
@@ -359,6 +363,14 @@ def routes(web: Web) -> list[BaseRoute]:
         ),
         Route("/{rest:path}", not_found),
     ]
+
+
+def summary_of(request: Request, repo: Any, patients: list[str]) -> dict[str, Any] | None:
+    """The open patient's name and birth date: read once on the overview, kept in the session."""
+    kept = request.session.get("patient_summary")
+    if isinstance(kept, dict):
+        return kept
+    return reading.patient_summary(repo, patients)
 
 
 def duplicate_check(repo: Any, patients: list[str], keys: list[str], lang: str) -> list[reading.RecentResult]:

@@ -639,19 +639,47 @@ def access_log(
     from kjerne.audit.reader import read_log
 
     out: list[LogEntry] = []
-    cursor = before
-    for _ in range(5):
-        events, cursor = read_log(repo, patients, count=200, before_seq=cursor)
-        for event in events:
-            entry = log_entry(event, lang)
-            if include_own or not entry.own:
-                out.append(entry)
-        if len(out) >= want or cursor is None:
-            break
+    # One read of the log per page: the citizen's own use makes up most of it and is filtered here.
+    events, cursor = read_log(repo, patients, count=want * 10, before_seq=before)
+    for event in events:
+        entry = log_entry(event, lang)
+        if include_own or not entry.own:
+            out.append(entry)
     if len(out) > want:
         cursor = int(out[want - 1].seq)
         out = out[:want]
-    return out, cursor
+    return _grouped(out, lang), cursor
+
+
+def _grouped(entries: list[LogEntry], lang: str) -> list[LogEntry]:
+    """One line for what one person did in one go: neighbouring entries by the same person, on the same
+    basis, within a minute, are merged (the reads one page makes)."""
+    out: list[LogEntry] = []
+    for e in entries:
+        prev = out[-1] if out else None
+        same = prev is not None and (prev.who, prev.org, prev.purpose, prev.reason, prev.denied, prev.own) == (
+            e.who,
+            e.org,
+            e.purpose,
+            e.reason,
+            e.denied,
+            e.own,
+        )
+        if same and prev is not None:
+            t0, t1 = fmt.parse_time(prev.when), fmt.parse_time(e.when)
+            same = t0 is not None and t1 is not None and abs((t0 - t1).total_seconds()) <= 60
+        if same and prev is not None:
+            prev.override = prev.override or e.override
+            actions = [a for a in dict.fromkeys([*prev.action.split(" · "), e.action]) if a]
+            prev.action = " · ".join(actions)
+            whats = [w for w in dict.fromkeys([*prev.what.split(", "), *e.what.split(", ")]) if w]
+            prev.what = ", ".join(whats)
+            continue
+        out.append(e)
+    for e in out:
+        if not e.what:
+            e.what = "(ingen treff)" if lang != "en" else "(nothing found)"
+    return out
 
 
 # -- restrictions -------------------------------------------------------------------------------------
@@ -904,32 +932,41 @@ class CriticalItem:
     recorded: str | None
 
 
-def critical_information(repo: Repository, patients: list[str]) -> list[CriticalItem]:
-    """Allergies and critical conditions, when the patient has any."""
+def patient_overview(repo: Repository, patients: list[str]) -> tuple[dict[str, Any] | None, list[CriticalItem]]:
+    """The patient's name and birth date with their allergies and critical conditions, in one search."""
     if not patients:
-        return []
-    out: list[CriticalItem] = []
-    for res_type in ("AllergyIntolerance", "Condition"):
-        rows, _inc, _n = _search(repo, res_type, [("patient", patient_refs(patients)), ("_count", "50")])
-        for s in rows:
-            res = s.resource()
-            detail = ""
-            if res_type == "AllergyIntolerance":
-                detail = ", ".join(
-                    fmt.concept_text(m) for rx in res.get("reaction") or () for m in rx.get("manifestation") or ()
-                )
-                detail = " · ".join(x for x in (str(res.get("criticality") or ""), detail) if x)
-            else:
-                detail = fmt.concept_text(res.get("severity"))
-            out.append(
-                CriticalItem(
-                    res_type,
-                    fmt.concept_text(res.get("code")),
-                    detail,
-                    res.get("recordedDate") or res.get("onsetDateTime"),
-                )
-            )
-    return out
+        return None, []
+    rows, included, _n = _search(
+        repo,
+        "Patient",
+        [
+            ("_id", ",".join(patients)),
+            ("_revinclude", "AllergyIntolerance:patient"),
+            ("_revinclude", "Condition:patient"),
+        ],
+    )
+    summary = _summary(rows[0].resource()) if rows else None
+    return summary, [_critical(s.res_type, s.resource()) for s in included if s.res_type in CRITICAL_TYPES]
+
+
+CRITICAL_TYPES = ("AllergyIntolerance", "Condition")
+
+
+def _critical(res_type: str, res: Mapping[str, Any]) -> CriticalItem:
+    if res_type == "AllergyIntolerance":
+        detail = ", ".join(
+            fmt.concept_text(m) for rx in res.get("reaction") or () for m in rx.get("manifestation") or ()
+        )
+        detail = " · ".join(x for x in (str(res.get("criticality") or ""), detail) if x)
+    else:
+        detail = fmt.concept_text(res.get("severity"))
+    return CriticalItem(
+        res_type, fmt.concept_text(res.get("code")), detail, res.get("recordedDate") or res.get("onsetDateTime")
+    )
+
+
+def _summary(p: Mapping[str, Any]) -> dict[str, Any]:
+    return {"name": fmt.human_name(p), "birth_date": p.get("birthDate"), "gender": p.get("gender")}
 
 
 def patient_summary(repo: Repository, patients: list[str]) -> dict[str, Any] | None:
@@ -938,5 +975,4 @@ def patient_summary(repo: Repository, patients: list[str]) -> dict[str, Any] | N
     rows, _inc, _n = _search(repo, "Patient", [("_id", ",".join(patients))])
     if not rows:
         return None
-    p = rows[0].resource()
-    return {"name": fmt.human_name(p), "birth_date": p.get("birthDate"), "gender": p.get("gender")}
+    return _summary(rows[0].resource())

@@ -44,11 +44,11 @@ def clause_predicate(
 
     def chain(target_rid: ColumnElement[Any], target_type: str, inner: Clause) -> ColumnElement[bool]:
         target = resource.alias("chain_row")
-        return target_rid.in_(
-            select(target.c.rid).where(
-                and_(target.c.res_type == target_type, clause_predicate(target.c.rid, target_type, inner, ctx, target))
-            )
-        )
+        conds = [target.c.res_type == target_type, clause_predicate(target.c.rid, target_type, inner, ctx, target)]
+        visible = ctx.access(target_type, target) if ctx.access is not None else None
+        if visible is not None:
+            conds.append(visible)
+        return target_rid.in_(select(target.c.rid).where(and_(*conds)))
 
     match p.type:
         case "token":
@@ -170,6 +170,7 @@ def _order(keys: list[tuple[ColumnElement[Any], bool, str]], rid: ColumnElement[
 
 
 def run(conn: Connection, req: SearchRequest, ctx: BuildContext, access: AccessFilter) -> Page:
+    ctx.access = access
     cursor = decode(req.cursor) if req.cursor else None
     if cursor is not None and cursor.snapshot is not None:
         return _snapshot_page(conn, req, cursor, access)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,9 @@ from kjerne.store.search.request import Clause
 class BuildContext:
     base_url: str
     now_us: int
+    # The access filter, applied to the targets of a chained parameter too, so a chain cannot test
+    # what the caller may not read.
+    access: Callable[[str, Any], ColumnElement[bool] | None] | None = None
 
 
 def like_escape(text: str) -> str:
