@@ -8,13 +8,20 @@ KJERNE_PORT ?= 8080
 KJERNE_DB ?= sqlite:///var/kjerne.db
 export KJERNE_HOST KJERNE_PORT KJERNE_DB
 
-.PHONY: run test lint bench venv clean
+.PHONY: run test lint bench venv clean sysdeps test-properties-long
+
+sysdeps:
+	tools/ensure-system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch node_modules/.installed
 
 venv: $(STAMP)
 
@@ -24,8 +31,7 @@ run: $(STAMP)
 	$(BIN)/kjerne demo --db $(KJERNE_DB)
 	$(BIN)/kjerne serve --dev --db $(KJERNE_DB) --host $(KJERNE_HOST) --port $(KJERNE_PORT)
 
-test: $(STAMP)
-	tools/ensure-system-deps
+test: sysdeps $(STAMP) node_modules/.installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q -n 2
 
@@ -36,6 +42,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/access.py
+	$(BIN)/python bench/portal.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

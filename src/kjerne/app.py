@@ -108,6 +108,9 @@ def create_app(
             jwks = dev_issuer(settings).jwks()
             routes.append(Route("/dev-issuer/jwks", lambda request: JSONResponse(jwks)))
 
+    from kjerne.web.app import routes as portal_routes
+
+    routes.extend(portal_routes(settings, engine))
     app = Starlette(
         routes=routes,
         exception_handlers={FhirError: _fhir_error, HTTPException: _http_error, Exception: _unexpected},

@@ -34,6 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     base = s.public_base()
     print(f"Kjerne on {base}")
     print(f"  FHIR API:        {base}/fhir  (capabilities: {base}/fhir/metadata)")
+    print(f"  portals:         {base}/innbygger/   {base}/helsepersonell/")
     print(f"  database:        {s.db_url}")
     if s.dev:
         print("  tokens (dev):    .venv/bin/kjerne token citizen --pid <fnr>   |   kjerne token --help")

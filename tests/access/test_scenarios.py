@@ -419,6 +419,21 @@ def test_default_utsatt_innsyn_for_pathology(world: World) -> None:
     assert visible(citizen) == fresh.all_refs | old.all_refs | lab.all_refs
 
 
+@pytest.mark.parametrize("kind", [SKJERMING, NEKTING])
+def test_another_restriction_keeps_the_default_delay(world: World, kind: str) -> None:
+    """A fresh pathology report waits 14 days for the citizen. A skjerming or nekting on it (and its
+    withdrawal) is about something else and must not release it early."""
+    fresh = world.lab_report(P1, category="PAT", issued=instant())
+    hp = world.practitioner(HP1, [P1])
+    c = created(hp.create(consent(kind, fresh.patient, data=[fresh.ref])))
+    citizen = world.citizen(P1)
+    assert visible(citizen) == set()
+    c["status"] = "inactive"
+    assert hp.put(c).status_code == 200
+    assert visible(citizen) == set(), "withdrawing the restriction released the pathology report early"
+    assert all(UTSATT in security_codes(hp.read(ref).json()) for ref in fresh.all_refs)
+
+
 # -- skjerming -------------------------------------------------------------------------------------------------
 
 

@@ -20,6 +20,9 @@ from kjerne.services.classify import SERVICE_SYSTEM
 KJ = "http://kjerne.no/fhir"
 RESTRICTION_SYSTEM = f"{KJ}/CodeSystem/restriction"
 RELEASE_EXT = f"{KJ}/StructureDefinition/release-after"
+# When a report got utsatt innsyn from the default rules, this keeps the default release time, so that
+# health-personnel restrictions coming and going never release it earlier than the rules say.
+DEFAULT_RELEASE_EXT = f"{KJ}/StructureDefinition/default-release-after"
 CONSENT_SCOPE = {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
 
 RESERVASJON = "reservasjon"

@@ -111,8 +111,8 @@ async def search(request: Request) -> FhirResponse:
     if request.method == "POST":
         pairs += await form_pairs(request, settings(request).max_body_bytes)
     repo = await run_in_threadpool(repo_for, request)
-    pairs = scope_to_person(repo, res_type, pairs, request.headers.get("person-id"))
-    result = await run_in_threadpool(repo.search, res_type, pairs, lenient=lenient(request))
+    scoped = scope_to_person(repo, res_type, pairs, request.headers.get("person-id"))
+    result = await run_in_threadpool(repo.search, res_type, scoped, lenient=lenient(request), link_pairs=pairs)
     withheld = getattr(repo.access, "withheld_outcome", None)
     return FhirResponse(search_bundle(result, base_url(request), res_type, withheld() if withheld else None))
 

@@ -74,14 +74,15 @@ def search_bundle(
     result: SearchResult, base: str, res_type: str, extra_outcome: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     req, page = result.request, result.page
+    link_pairs = req.link_pairs if req.link_pairs is not None else req.pairs
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if page.total is not None:
         bundle["total"] = page.total
-    links = [{"relation": "self", "url": _link(base, res_type, req.pairs, None)}]
+    links = [{"relation": "self", "url": _link(base, res_type, link_pairs, None)}]
     if page.next is not None:
-        links.append({"relation": "next", "url": _link(base, res_type, req.pairs, page.next)})
+        links.append({"relation": "next", "url": _link(base, res_type, link_pairs, page.next)})
     if page.previous is not None:
-        links.append({"relation": "previous", "url": _link(base, res_type, req.pairs, page.previous)})
+        links.append({"relation": "previous", "url": _link(base, res_type, link_pairs, page.previous)})
     bundle["link"] = links
     entries = [entry(s, base, "match", req.elements, req.summary) for s in page.rows]
     entries += [entry(s, base, "include", (), None) for s in result.included]

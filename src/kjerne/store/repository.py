@@ -152,9 +152,19 @@ class Repository:
             raise FhirError.of(410, "deleted", f"{ref} is a deletion")
         return found
 
-    def search(self, res_type: str, pairs: list[tuple[str, str]], *, lenient: bool = False) -> SearchResult:
+    def search(
+        self,
+        res_type: str,
+        pairs: list[tuple[str, str]],
+        *,
+        lenient: bool = False,
+        link_pairs: list[tuple[str, str]] | None = None,
+    ) -> SearchResult:
+        """`link_pairs`: the parameters as the client sent them, when the server added scoping (the
+        person-id header) that page links must not carry."""
         check_type(res_type)
         req = parse_search(res_type, pairs, lenient=lenient)
+        req.link_pairs = link_pairs
         return self.run_search(req)
 
     def run_search(self, req: SearchRequest) -> SearchResult:

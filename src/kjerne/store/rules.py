@@ -100,10 +100,15 @@ def prepare(res: dict[str, Any], *, is_new: bool, previous: dict[str, Any] | Non
                 base = dt.datetime.now(dt.UTC)
             if base.tzinfo is None:
                 base = base.replace(tzinfo=dt.UTC)
-            add_label(res, r.UTSATT, None, (base + dt.timedelta(days=days)).isoformat())
+            release = (base + dt.timedelta(days=days)).isoformat()
+            add_label(res, r.UTSATT, None, release)
+            meta = res.setdefault("meta", {})
+            meta.setdefault("extension", []).append({"url": r.DEFAULT_RELEASE_EXT, "valueDateTime": release})
     elif previous is not None and res.get("resourceType") != "Consent":
         # Labels set through Consents survive a producer's update of the resource.
         old = previous
+        if default_release_of(old) and not default_release_of(res):
+            _set_default_release(res, default_release_of(old) or "")
         for coding in (old.get("meta") or {}).get("security", []):
             if coding.get("system") == r.RESTRICTION_SYSTEM and not _has_label(res, coding.get("code", "")):
                 release = _release(old)
@@ -240,8 +245,13 @@ def apply_restrictions(writer: Writer, root: str) -> None:
     owners = sorted({o for c in consents if r.consent_category(c) == r.SKJERMING for o in _actors(c)})
     releases = [r.release_after(c) for c in consents if r.consent_category(c) == r.UTSATT]
     release = None if (not releases or None in releases) else max(releases, key=lambda v: _instant_or_zero(v))
+    from kjerne.store.writer import current
+
+    res_type, res_id = root.split("/", 1)
+    stored = current(writer.conn, res_type, res_id)
+    default = default_release_of(stored.resource()) if stored is not None and not stored.deleted else None
     for ref in target_closure(writer.conn, [root]):
-        relabel(writer, ref, kinds, owners, release)
+        relabel(writer, ref, kinds, owners, release, default)
 
 
 def _actors(consent: dict[str, Any]) -> list[str]:
@@ -262,7 +272,28 @@ def _instant_or_zero(value: str | None) -> int:
         return 0
 
 
-def relabel(writer: Writer, ref: str, kinds: set[str | None], owners: list[str], release: str | None) -> None:
+def default_release_of(res: dict[str, Any]) -> str | None:
+    for ext in (res.get("meta") or {}).get("extension", []):
+        if ext.get("url") == r.DEFAULT_RELEASE_EXT:
+            return ext.get("valueDateTime")
+    return None
+
+
+def _set_default_release(res: dict[str, Any], release: str) -> None:
+    meta = res.setdefault("meta", {})
+    exts = [e for e in meta.get("extension", []) if e.get("url") != r.DEFAULT_RELEASE_EXT]
+    exts.append({"url": r.DEFAULT_RELEASE_EXT, "valueDateTime": release})
+    meta["extension"] = exts
+
+
+def relabel(
+    writer: Writer,
+    ref: str,
+    kinds: set[str | None],
+    owners: list[str],
+    release: str | None,
+    default_release: str | None = None,
+) -> None:
     from kjerne.store.writer import current
 
     res_type, res_id = ref.split("/", 1)
@@ -272,6 +303,12 @@ def relabel(writer: Writer, ref: str, kinds: set[str | None], owners: list[str],
     res = stored.resource()
     for kind in r.PRACTITIONER_SET:
         remove_label(res, kind)
+    if default_release:
+        _set_default_release(res, default_release)
+    if default_release and r.UTSATT not in kinds:
+        # No health worker has ruled on the delay: the default rule still holds.
+        kinds = {*kinds, r.UTSATT}
+        release = default_release
     for kind in sorted(k for k in kinds if k):
         if kind == r.SKJERMING:
             for owner in owners or [None]:
@@ -306,7 +343,15 @@ def target_closure(conn: Connection, refs: list[str]) -> list[str]:
     return out
 
 
-def set_label(writer: Writer, ref: str, kind: str, on: bool, owner: str | None, release: str | None) -> None:
+def set_label(
+    writer: Writer,
+    ref: str,
+    kind: str,
+    on: bool,
+    owner: str | None,
+    release: str | None,
+    default_release: str | None = None,
+) -> None:
     from kjerne.store.writer import current
 
     res_type, res_id = ref.split("/", 1)
@@ -316,6 +361,8 @@ def set_label(writer: Writer, ref: str, kind: str, on: bool, owner: str | None, 
     res = stored.resource()
     if on:
         add_label(res, kind, owner, release)
+        if default_release:
+            _set_default_release(res, default_release)
     else:
         remove_label(res, kind)
     writer.put(res, res_id, keep_labels=False, guarded=False)
@@ -340,4 +387,4 @@ def propagate_report_labels(writer: Writer, report_refs: list[str]) -> None:
             continue
         for child in target_closure(writer.conn, [ref])[1:]:
             for kind in labels:
-                set_label(writer, child, kind, True, _owner(report), _release(report))
+                set_label(writer, child, kind, True, _owner(report), _release(report), default_release_of(report))

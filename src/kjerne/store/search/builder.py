@@ -281,7 +281,16 @@ def _snapshot_page(conn: Connection, req: SearchRequest, cursor: Cursor, access:
     elif not info.complete:
         nxt = _continue_after_snapshot(conn, req, cursor.snapshot, info.size)
     prev = Cursor(cursor.snapshot, max(0, start - req.count)) if start > 0 else None
-    total = info.size if info.complete and req.total != "none" else None
+    total = None
+    if info.complete and req.total != "none":
+        # Counted through this caller's access filter: a cursor handed to someone else must not
+        # reveal how much the first caller could see.
+        visible = [s.c.sid == cursor.snapshot, r.c.deleted.is_(False)]
+        if extra is not None:
+            visible.append(extra)
+        total = conn.execute(
+            select(func.count()).select_from(s.join(r, r.c.rid == s.c.rid)).where(and_(*visible))
+        ).scalar_one()
     return Page(stored, total, nxt, prev, False)
 
 

@@ -70,7 +70,8 @@ class SearchRequest:
     includes: list[IncludeSpec] = field(default_factory=list)
     revincludes: list[IncludeSpec] = field(default_factory=list)
     cursor: str | None = None
-    pairs: list[tuple[str, str]] = field(default_factory=list)  # what the client sent, for links
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # the full search, scoping included
+    link_pairs: list[tuple[str, str]] | None = None  # what the client sent, for page links
     ignored: list[str] = field(default_factory=list)  # unknown parameters dropped under lenient handling
 
 
