@@ -217,6 +217,17 @@ class AccessPolicy:
             )
         return cond
 
+    def awaiting_release_filter(self, table: Any) -> ColumnElement[bool]:
+        """A citizen's own reports under utsatt innsyn that are not yet released (and not under
+        nekting): listed as 'awaiting release' with no content. Nobody else gets such a list."""
+        if self.principal.kind != "citizen" or not self.own_patients:
+            return false()
+        return and_(
+            table.c.patient.in_(self.own_patients),
+            table.c.rid.in_(self._unreleased(self.own_patients)),
+            not_(table.c.rid.in_(self._labelled(self.own_patients, r.NEKTING))),
+        )
+
     @staticmethod
     def _labelled(patients: list[str], kind: str) -> Any:
         t = idx_token.c

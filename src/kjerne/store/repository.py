@@ -187,6 +187,29 @@ class Repository:
             )
         return SearchResult(req, page, included)
 
+    def awaiting_release(self) -> list[Stored]:
+        """The caller's own reports that wait for release, for an 'awaiting release' listing; the
+        caller must show no content from them (see services/provesvar/awaiting.py)."""
+        decide = getattr(self.access, "awaiting_release_filter", None)
+        if decide is None:
+            return []
+        r = resource.alias("r")
+        q = select(r).where(and_(r.c.res_type == "DiagnosticReport", r.c.deleted.is_(False), decide(r)))
+        with self.write_tx() as conn:
+            rows = [row_to_stored(row) for row in conn.execute(q)]
+            self._record(
+                conn,
+                AccessRecord(
+                    "read",
+                    "DiagnosticReport",
+                    "allowed",
+                    [f"DiagnosticReport/{s.res_id}" for s in rows],
+                    sorted({s.patient for s in rows if s.patient}),
+                    detail="awaiting release (no content)",
+                ),
+            )
+        return rows
+
     def history(
         self,
         res_type: str | None,

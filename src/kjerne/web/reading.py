@@ -262,12 +262,11 @@ def report_detail(repo: Repository, report_id: str, lang: str) -> tuple[ReportVi
 def awaiting_release(repo: Repository, patients: list[str]) -> list[dict[str, Any]]:
     """Reports the citizen is waiting for: under utsatt innsyn and not yet released. Listed with no
     content at all: when the report was issued (`issued`), when it opens if that is known
-    (`release_after`) and what kind of report it is (`kind`: lab, radiology, pathology …).
+    (`release_after`) and what kind of report it is (`kind`: lab, radiology, pathology …). The access
+    engine decides which reports these are and the listing is audited."""
+    from kjerne.services.provesvar.awaiting import awaiting_release as listing
 
-    The access engine hides these reports from the citizen entirely, so they cannot be found by a search;
-    listing them needs a hook in the store that returns exactly these three fields and audits the
-    listing. Until the store has it, there is nothing to list."""
-    return []
+    return listing(repo)
 
 
 # -- trends --------------------------------------------------------------------------------------------
