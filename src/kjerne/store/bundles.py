@@ -130,6 +130,7 @@ class BundleProcessor:
             conn = writer.conn
             mapping: dict[str, str] = {}
             targets: dict[int, tuple[str, str | None, bool]] = {}  # entry → (type, id, skip)
+            fresh: set[int] = set()  # entries whose id was made here: nothing to look up
             # First pass: decide every new id so references can be rewritten before anything is stored.
             for i, method, e in sorted(plan, key=lambda p: _ORDER[p[1]]):
                 where = f"Bundle.entry[{i}]"
@@ -148,7 +149,9 @@ class BundleProcessor:
                             raise FhirError.of(412, "multiple-matches", f"{where}: ifNoneExist matched {len(found)}")
                         if found:
                             res_id, skip = found[0].res_id, True
-                    res_id = res_id or new_id()
+                    if res_id is None:
+                        res_id = new_id()
+                        fresh.add(i)
                 elif method == "PUT" and query:
                     found = self.repo._match(conn, res_type, query)
                     if len(found) > 1:
@@ -196,7 +199,8 @@ class BundleProcessor:
                         responses[i] = _response(WriteResult(existing, False, False), "POST")
                         continue
                     if_match = e["request"].get("ifMatch")
-                    result = writer.put(res, res_id, expected_version=_etag_version(if_match) if if_match else None)  # type: ignore[arg-type]
+                    version = _etag_version(if_match) if if_match else None
+                    result = writer.put(res, res_id, expected_version=version, fresh=i in fresh)  # type: ignore[arg-type]
                     responses[i] = _response(result, method)
                     responses[i]["_resource"] = result.stored
                 except FhirError as err:

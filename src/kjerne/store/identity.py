@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, bindparam, select
 
 from kjerne.fhir.identifiers import OID_FNR, PERSON_SYSTEMS, URI_FNR
 from kjerne.store.schema import idx_token, resource
@@ -33,23 +33,26 @@ def person_references(node: Any) -> Iterator[dict[str, Any]]:
             yield from person_references(item)
 
 
+_FIND_PATIENT = (
+    select(resource.c.res_id)
+    .join(idx_token, idx_token.c.rid == resource.c.rid)
+    .where(
+        and_(
+            idx_token.c.res_type == "Patient",
+            idx_token.c.param == "identifier",
+            idx_token.c.code == bindparam("value"),
+            idx_token.c.system.in_(bindparam("systems", expanding=True)),
+            resource.c.deleted.is_(False),
+        )
+    )
+    .order_by(resource.c.rid)
+    .limit(1)
+)
+
+
 def find_patient(conn: Connection, system: str, value: str) -> str | None:
     systems = [OID_FNR, URI_FNR] if system in (OID_FNR, URI_FNR) else [system]
-    row = conn.execute(
-        select(resource.c.res_id)
-        .join(idx_token, idx_token.c.rid == resource.c.rid)
-        .where(
-            and_(
-                idx_token.c.res_type == "Patient",
-                idx_token.c.param == "identifier",
-                idx_token.c.code == value,
-                idx_token.c.system.in_(systems),
-                resource.c.deleted.is_(False),
-            )
-        )
-        .order_by(resource.c.rid)
-        .limit(1)
-    ).first()
+    row = conn.execute(_FIND_PATIENT, {"value": value, "systems": systems}).first()
     return row[0] if row else None
 
 

@@ -325,7 +325,7 @@ class Repository:
                 raise FhirError.of(412, "multiple-matches", f"If-None-Exist matched {len(matches)} resources")
             if matches:
                 return WriteResult(matches[0], created=False, changed=False)
-        return self._written(writer, "create", writer.put(res, new_id()))
+        return self._written(writer, "create", writer.put(res, new_id(), fresh=True))
 
     def update(self, res: dict[str, Any], res_id: str, *, if_match: int | None = None) -> WriteResult:
         res_type = _type_of(res)

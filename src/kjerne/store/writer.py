@@ -93,6 +93,7 @@ _DELETE_INDEX = {kind: delete(t).where(t.c.rid == bindparam("r")) for kind, t in
 _DELETE_INDEX["obs"] = delete(idx_obs).where(idx_obs.c.rid == bindparam("r"))
 _INSERT_INDEX = {kind: insert(t) for kind, t in INDEX_TABLES.items()}
 _INSERT_INDEX["obs"] = insert(idx_obs)
+_INDEX_BY_KIND = {**INDEX_TABLES, "obs": idx_obs}
 
 
 def current(conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Stored | None:
@@ -149,7 +150,7 @@ class Writer:
                 self._patients.setdefault((system, ident["value"]), res_id)
 
     def _create_patient(self, res: dict[str, Any]) -> str:
-        return self.put(res, res["id"], guarded=False).stored.res_id
+        return self.put(res, res["id"], guarded=False, fresh=True).stored.res_id
 
     def put(
         self,
@@ -160,7 +161,9 @@ class Writer:
         must_not_exist: bool = False,
         keep_labels: bool = True,
         guarded: bool = True,
+        fresh: bool = False,
     ) -> WriteResult:
+        """`fresh`: the id was just made here (a UUID), so there is no current version to look up."""
         """Create or update `res` under `res_id`. A stale `expected_version` gets 412."""
         res_type = res["resourceType"]
         res = orjson.loads(orjson.dumps(res))  # a private copy, several times faster than deepcopy
@@ -168,7 +171,7 @@ class Writer:
         if self.validate_input:
             _validate_or_raise(res)
         resolve_person_references(self.conn, res, self._create_patient, self._patients)
-        existing = current(self.conn, res_type, res_id, for_update=True)
+        existing = None if fresh else current(self.conn, res_type, res_id, for_update=True)
         live = existing if existing is not None and not existing.deleted else None
         if self.guard is not None and guarded:
             self.guard(res, live)
@@ -315,10 +318,21 @@ class Writer:
             self.flush()
 
     def flush(self) -> None:
-        """Write buffered index rows: one multi-row INSERT per index table instead of one per resource.
-        Called before anything in this transaction searches the index, and at finish()."""
+        """Write buffered index rows: one bulk write per index table instead of one per resource
+        (COPY on PostgreSQL, executemany on SQLite). Called before anything in this transaction
+        searches the index, and at finish()."""
+        copy = self.conn.dialect.name == "postgresql"
         for kind, batch in self._pending.items():
-            if batch:
+            if not batch:
+                continue
+            if copy:
+                table = _INDEX_BY_KIND[kind]
+                columns = list(batch[0])
+                cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as out:
+                    for row in batch:
+                        out.write_row([row[c] for c in columns])
+            else:
                 self.conn.execute(_INSERT_INDEX[kind], batch)
-                batch.clear()
+            batch.clear()
         self._pending_count = 0
