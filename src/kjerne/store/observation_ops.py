@@ -13,7 +13,7 @@ from kjerne.access.context import AccessRecord
 from kjerne.fhir.outcome import invalid
 from kjerne.store.records import Stored, row_to_stored
 from kjerne.store.repository import Repository
-from kjerne.store.schema import idx_obs, idx_token, resource
+from kjerne.store.schema import idx_obs, idx_token, patient_code, resource
 from kjerne.store.search.request import split_pipe
 
 MAX_LASTN = 100
@@ -51,16 +51,13 @@ def _category_rids(categories: list[tuple[str | None, str]], patients: list[str]
 
 
 def _codes_of(conn: Any, repo: Repository, q: ObsQuery) -> list[tuple[str | None, str]]:
-    o = idx_obs.c
+    pc = patient_code.c
     rows = conn.execute(
-        select(o.system, o.code)
-        .where(and_(o.patient.in_(q.patients), o.component.is_(False)))
-        .distinct()
-        .limit(MAX_CODES + 1)
+        select(pc.system, pc.code).where(pc.patient.in_(q.patients)).distinct().limit(MAX_CODES + 1)
     ).all()
     if len(rows) > MAX_CODES:
         raise invalid("the patient has too many distinct codes; name the codes or a category", "code")
-    return [(r.system, r.code) for r in rows]
+    return [(r.system or None, r.code) for r in rows]
 
 
 def lastn(repo: Repository, q: ObsQuery, n: int) -> list[Stored]:

@@ -177,6 +177,16 @@ idx_obs = Table(
 Index("ix_obs_lastn", idx_obs.c.patient, idx_obs.c.code, idx_obs.c.system, idx_obs.c.effective)
 Index("ix_obs_rid", idx_obs.c.rid)
 
+# The distinct Observation codes each patient has, so $lastn over every code starts from a handful of
+# rows instead of a scan of the patient's whole observation index. Written once per new code.
+patient_code = Table(
+    "patient_code",
+    metadata,
+    Column("patient", String(64), primary_key=True),
+    Column("code", String(MAX_INDEXED), primary_key=True),
+    Column("system", String(MAX_INDEXED), primary_key=True, default=""),  # "" when the coding has none
+)
+
 # Every message a producer delivers, accepted or rejected: producer coverage statistics and
 # idempotent redelivery are read from here.
 ingest_log = Table(

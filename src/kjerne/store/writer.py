@@ -19,7 +19,7 @@ from kjerne.store.identity import resolve_person_references
 from kjerne.store.indexing import IndexRows, extract
 from kjerne.store.observations import observation_rows
 from kjerne.store.records import Stored, row_to_stored
-from kjerne.store.schema import INDEX_TABLES, cut, idx_obs, resource, resource_history
+from kjerne.store.schema import INDEX_TABLES, cut, idx_obs, patient_code, resource, resource_history
 
 # The params whose Patient reference puts a resource in that patient's compartment, in order of preference.
 COMPARTMENT_PARAMS = ("patient", "subject", "beneficiary", "individual", "who")
@@ -120,6 +120,7 @@ class Writer:
         self._reports: list[str] = []
         self._pending: dict[str, list[dict[str, Any]]] = {kind: [] for kind in _INSERT_INDEX}
         self._pending_count = 0
+        self._codes_seen: set[tuple[str, str, str]] = set()
 
     def finish(self) -> None:
         """Call once after a unit of writes, before commit: results stored beside a restricted report
@@ -136,6 +137,7 @@ class Writer:
         self._pending_count = 0
         self._patients.clear()
         self.reservations.clear()
+        self._codes_seen.clear()
 
     def expect_patient(self, res: dict[str, Any], res_id: str) -> None:
         """A Patient that this unit of writes is about to store: references by its national id written
@@ -270,7 +272,9 @@ class Writer:
                 conn.execute(stmt, {"r": rid})
         self._write_index(rid, res_type, patient, rows)
         if res_type == "Observation" and not deleted:
-            self._pending["obs"].extend({"rid": rid, **row} for row in observation_rows(res, patient))
+            obs_rows = observation_rows(res, patient)
+            self._pending["obs"].extend({"rid": rid, **row} for row in obs_rows)
+            self._note_codes(obs_rows)
         stored = Stored(rid, res_type, res_id, version, now, deleted, patient, content)
         if res_type == "Patient" and not deleted:
             # Identity lookups later in this transaction find this Patient without searching the index,
@@ -316,6 +320,20 @@ class Writer:
         self._pending_count += 1
         if self._pending_count >= 200:
             self.flush()
+
+    def _note_codes(self, rows: list[dict[str, Any]]) -> None:
+        """Record new (patient, code) pairs for $lastn, once per pair per database."""
+        fresh = {(r["patient"], r["code"], r["system"] or "") for r in rows if not r["component"]} - self._codes_seen
+        if not fresh:
+            return
+        self._codes_seen |= fresh
+        values = [{"patient": p, "code": c, "system": s} for p, c, s in sorted(fresh)]
+        if self.conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            self.conn.execute(pg_insert(patient_code).on_conflict_do_nothing(), values)
+        else:
+            self.conn.execute(insert(patient_code).prefix_with("OR IGNORE"), values)
 
     def flush(self) -> None:
         """Write buffered index rows: one bulk write per index table instead of one per resource
