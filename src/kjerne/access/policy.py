@@ -278,16 +278,19 @@ class AccessPolicy:
 
     # -- outcomes ------------------------------------------------------------------------------
     def withheld(self) -> str | None:
-        """The strongest reason something was held back from this practitioner, if any."""
+        """The strongest reason something was held back from this practitioner, about the patients the
+        request named (all attested patients when it named none)."""
         order = {"Reservation": 3, "Specific": 2, "General": 1}
         best = None
-        for v in self.views.values():
+        views = [self.views[p] for p in self.named if p in self.views] if self.named else list(self.views.values())
+        for v in views:
             if v.withheld and (best is None or order[v.withheld] > order[best]):
                 best = v.withheld
         return best
 
     def overrode(self) -> bool:
-        return any(v.override for v in self.views.values())
+        views = [self.views[p] for p in self.named if p in self.views] if self.named else list(self.views.values())
+        return any(v.override for v in views)
 
     def withheld_outcome(self) -> dict[str, Any] | None:
         code = self.withheld()
@@ -414,13 +417,24 @@ class AccessPolicy:
 
     # -- audit ---------------------------------------------------------------------------------
     def record(self, conn: Any, rec: AccessRecord) -> None:
-        if rec.withheld is None and rec.outcome == "allowed":
-            rec.withheld = self.withheld()
-        rec.override = rec.override or self.overrode()
+        """One entry per patient touched, each with that patient's own override flag and outcome."""
         rec.reason = rec.reason or self.info.reason
-        if self.named:
-            rec.patients = sorted(set(rec.patients) | self.named)
-        append(conn, self.actor(), rec)
+        patients = sorted(set(rec.patients) | self.named)
+        actor = self.actor()
+        for patient in patients or [None]:
+            view = self.views.get(patient) if patient else None
+            one = AccessRecord(
+                rec.action,
+                rec.res_type,
+                rec.outcome,
+                rec.resource_ids,
+                [patient] if patient else [],
+                rec.detail,
+                rec.withheld or (view.withheld if view and rec.outcome == "allowed" else None),
+                rec.override or bool(view and view.override),
+                rec.reason,
+            )
+            append(conn, actor, one)
         self.recorded += 1
 
 

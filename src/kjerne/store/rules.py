@@ -332,15 +332,26 @@ def target_closure(conn: Connection, refs: list[str]) -> list[str]:
         out.append(ref)
         res_type, res_id = ref.split("/", 1)
         stored = current(conn, res_type, res_id)
-        if stored is None or stored.deleted:
+        if stored is None:
             continue
-        res = stored.resource()
+        res = stored.resource() if not stored.deleted else _last_live_version(conn, stored.rid)
         for key in ("result", "hasMember"):
             for child in res.get(key, []):
                 child_ref = child.get("reference")
                 if isinstance(child_ref, str) and child_ref.count("/") == 1:
                     todo.append(child_ref)
     return out
+
+
+def _last_live_version(conn: Connection, rid: int) -> dict[str, Any]:
+    """A deleted report's results are found through its last version before the deletion."""
+    row = conn.execute(
+        select(resource_history.c.content)
+        .where(and_(resource_history.c.rid == rid, resource_history.c.deleted.is_(False)))
+        .order_by(resource_history.c.version.desc())
+        .limit(1)
+    ).first()
+    return orjson.loads(bytes(row[0])) if row else {}
 
 
 def set_label(

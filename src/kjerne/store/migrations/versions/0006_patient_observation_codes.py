@@ -9,18 +9,19 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0006'
-down_revision = '0005'
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('patient_code',
-    sa.Column('patient', sa.String(length=64), nullable=False),
-    sa.Column('code', sa.String(length=512), nullable=False),
-    sa.Column('system', sa.String(length=512), nullable=False),
-    sa.PrimaryKeyConstraint('patient', 'code', 'system')
+    op.create_table(
+        "patient_code",
+        sa.Column("patient", sa.String(length=64), nullable=False),
+        sa.Column("code", sa.String(length=512), nullable=False),
+        sa.Column("system", sa.String(length=512), nullable=False),
+        sa.PrimaryKeyConstraint("patient", "code", "system"),
     )
     op.execute(
         "INSERT INTO patient_code (patient, code, system) "
@@ -29,4 +30,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table('patient_code')
+    op.drop_table("patient_code")
