@@ -198,6 +198,7 @@ class AccessPolicy:
             shielded = self._labelled(visible, r.SKJERMING)
             mine = select(idx_token.c.rid).where(
                 and_(
+                    idx_token.c.patient.in_(visible),  # keeps the lookup on the patient index
                     idx_token.c.param == "_security",
                     idx_token.c.system == OID_HPR,
                     idx_token.c.code == (self.principal.hpr or ""),
@@ -237,7 +238,9 @@ class AccessPolicy:
 
     def _unreleased(self, patients: list[str]) -> Any:
         t = idx_token.c
-        released = select(idx_date.c.rid).where(and_(idx_date.c.param == "_release", idx_date.c.high <= now_us()))
+        released = select(idx_date.c.rid).where(
+            and_(idx_date.c.patient.in_(patients), idx_date.c.param == "_release", idx_date.c.high <= now_us())
+        )
         return select(t.rid).where(
             and_(
                 t.patient.in_(patients),

@@ -245,18 +245,24 @@ class BundleProcessor:
         responses: dict[int, dict[str, Any]] = {}
         reads: list[int] = []
         with self.repo.writing() as writer:
+            writer.auto_flush = False
             for i, e in enumerate(entries):
                 req = e.get("request")
                 if isinstance(req, dict) and req.get("method") in ("GET", "HEAD"):
                     reads.append(i)
                     continue
+                mark = writer.mark()
                 try:
                     if prepare is not None:
                         prepare(i, e)
                     with writer.conn.begin_nested():
                         responses[i] = self._batch_write(writer, i, e)
-                        writer.flush()  # an entry's index rows are written inside its own savepoint
+                    if writer._pending_count >= 500:
+                        writer.flush()  # between entries, never inside one entry's savepoint
                 except FhirError as err:
+                    writer.rollback_to(mark)
+                    if err.status == 403 and not err.audited:
+                        self.repo._record(writer.conn, AccessRecord("write", None, "denied", [], detail=str(err)[:500]))
                     responses[i] = {
                         "status": f"{err.status} {_REASON.get(err.status, 'Error')}",
                         "outcome": err.outcome(),

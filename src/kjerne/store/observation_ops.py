@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, literal, select, union_all
+from sqlalchemy import and_, func, select
 
 from kjerne.access.context import AccessRecord
 from kjerne.fhir.outcome import invalid
@@ -60,6 +60,39 @@ def _codes_of(conn: Any, repo: Repository, q: ObsQuery) -> list[tuple[str | None
     return [(r.system or None, r.code) for r in rows]
 
 
+def _pick(conn: Any, repo: Repository, q: ObsQuery, system: str | None, code: str, n: int) -> list[Any]:
+    """The newest n visible Observations with this code. Candidates come newest-first from the
+    observation index alone; the access filter then judges only those rows (by rid), fetching more
+    candidates only when it held some back."""
+    o = idx_obs.c
+    conds = [o.patient.in_(q.patients), o.code == code, o.component.is_(False)]
+    if system:
+        conds.append(o.system == system)
+    if q.categories:
+        conds.append(o.rid.in_(_category_rids(q.categories, q.patients)))
+    if q.start_us is not None:
+        conds.append(o.effective >= q.start_us)
+    if q.end_us is not None:
+        conds.append(o.effective <= q.end_us)
+    limit = max(2 * n, 8)
+    while True:
+        rows = conn.execute(
+            select(o.rid, o.effective).where(and_(*conds)).order_by(o.effective.desc()).limit(limit)
+        ).all()
+        if not rows:
+            return []
+        r = resource.alias("r")
+        check = [r.c.rid.in_([row.rid for row in rows]), r.c.deleted.is_(False)]
+        extra = repo.access.read_filter("Observation", r)
+        if extra is not None:
+            check.append(extra)
+        visible = {rid for (rid,) in conn.execute(select(r.c.rid).where(and_(*check)))}
+        picked = [row for row in rows if row.rid in visible][:n]
+        if len(picked) >= n or len(rows) < limit or limit >= 200_000:
+            return picked
+        limit *= 8
+
+
 def lastn(repo: Repository, q: ObsQuery, n: int) -> list[Stored]:
     if not 1 <= n <= MAX_LASTN:
         raise invalid(f"max must be between 1 and {MAX_LASTN}", "max")
@@ -67,38 +100,12 @@ def lastn(repo: Repository, q: ObsQuery, n: int) -> list[Stored]:
         return _audited(repo, [], "lastn", q)
     with repo.write_tx() as conn:
         codes = q.codes or _codes_of(conn, repo, q)
-        picks = []
+        order: dict[int, tuple[int, int]] = {}
         for i, (system, code) in enumerate(codes):
-            r = resource.alias(f"r{i}")
-            o = idx_obs.alias(f"o{i}")
-            conds = [o.c.patient.in_(q.patients), o.c.code == code, o.c.component.is_(False), r.c.deleted.is_(False)]
-            if system:
-                conds.append(o.c.system == system)
-            if q.categories:
-                conds.append(o.c.rid.in_(_category_rids(q.categories, q.patients)))
-            if q.start_us is not None:
-                conds.append(o.c.effective >= q.start_us)
-            if q.end_us is not None:
-                conds.append(o.c.effective <= q.end_us)
-            extra = repo.access.read_filter("Observation", r)
-            if extra is not None:
-                conds.append(extra)
-            picks.append(
-                select(o.c.rid.label("rid"), literal(i).label("grp"), o.c.effective.label("effective"))
-                .select_from(o.join(r, r.c.rid == o.c.rid))
-                .where(and_(*conds))
-                .order_by(o.c.effective.desc())
-                .limit(n)
-                .subquery(f"p{i}")
-            )
-        if not picks:
-            stored: list[Stored] = []
-        else:
-            ordered = union_all(*[select(p.c.rid, p.c.grp, p.c.effective) for p in picks]).subquery("picked")
-            rows = conn.execute(select(ordered.c.rid, ordered.c.grp, ordered.c.effective)).all()
-            order: dict[int, tuple[int, int]] = {}
-            for row in rows:
-                order.setdefault(row.rid, (row.grp, -row.effective))
+            for row in _pick(conn, repo, q, system, code, n):
+                order.setdefault(row.rid, (i, -row.effective))
+        stored: list[Stored] = []
+        if order:
             loaded = conn.execute(select(resource).where(resource.c.rid.in_(list(order)))).all()
             stored = sorted((row_to_stored(x) for x in loaded), key=lambda s: order[s.rid])
         repo._record(conn, _record("lastn", stored, q))

@@ -249,7 +249,7 @@ def apply_restrictions(writer: Writer, root: str) -> None:
 
     res_type, res_id = root.split("/", 1)
     stored = current(writer.conn, res_type, res_id)
-    default = default_release_of(stored.resource()) if stored is not None and not stored.deleted else None
+    default = default_release_of(stored.resource()) if stored is not None else None  # a tombstone keeps it
     for ref in target_closure(writer.conn, [root]):
         relabel(writer, ref, kinds, owners, release, default)
 

@@ -121,6 +121,7 @@ class Writer:
         self._pending: dict[str, list[dict[str, Any]]] = {kind: [] for kind in _INSERT_INDEX}
         self._pending_count = 0
         self._codes_seen: set[tuple[str, str, str]] = set()
+        self.auto_flush = True  # off while a caller runs entries in savepoints and flushes between them
 
     def finish(self) -> None:
         """Call once after a unit of writes, before commit: results stored beside a restricted report
@@ -130,11 +131,13 @@ class Writer:
         rules.propagate_report_labels(self, reports)
         self.flush()
 
-    def discard(self) -> None:
-        """After a savepoint rolled back: forget what this writer buffered or learnt since."""
-        for batch in self._pending.values():
-            batch.clear()
-        self._pending_count = 0
+    def mark(self) -> dict[str, int]:
+        return {kind: len(batch) for kind, batch in self._pending.items()}
+
+    def rollback_to(self, mark: dict[str, int]) -> None:
+        """After a savepoint rolled back: drop what was buffered since `mark`, forget caches."""
+        for kind, batch in self._pending.items():
+            del batch[mark[kind] :]
         self._patients.clear()
         self.reservations.clear()
         self._codes_seen.clear()
@@ -318,7 +321,7 @@ class Writer:
             if batch:
                 self._pending[kind].extend(batch)
         self._pending_count += 1
-        if self._pending_count >= 200:
+        if self._pending_count >= 200 and self.auto_flush:
             self.flush()
 
     def _note_codes(self, rows: list[dict[str, Any]]) -> None:
