@@ -28,16 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
+from sqlalchemy import Connection, create_engine, func, select
+from sqlalchemy.pool import StaticPool
 
 from kjerne.demo import catalogue as cat
 from kjerne.fhir.identifiers import OID_FNR, OID_ORGNR, make_synthetic_fnr
-from kjerne.store import rules
-from kjerne.store.clock import us_to_instant
-from kjerne.store.identity import person_references
-from kjerne.store.indexing import extract
-from kjerne.store.schema import INDEX_TABLES, resource
-from kjerne.store.writer import Writer, patient_of
+from kjerne.store.schema import metadata, resource
+from kjerne.store.writer import Writer
 from kjerne.testing.pgcluster import Cluster, find_bindir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -228,7 +225,7 @@ def ncpu() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def wait_for_quiet(*, threshold: float = 0.15, max_wait: float = 90.0) -> float:
+def wait_for_quiet(*, threshold: float = 0.15, max_wait: float = 30.0) -> float:
     """Wait (up to max_wait s) until other processes use less than `threshold` of the machine over a
     2 s sample, so a run does not start while something else is busy. Returns the last busy share."""
     deadline = time.monotonic() + max_wait
@@ -314,6 +311,20 @@ def server(db_url: str, var_dir: Path, *, workers: int = 1) -> Iterator[Server]:
         except ProcessLookupError:
             pass
         log.close()
+
+
+def producer_policy(engine: Any, var_dir: Path) -> Any:
+    """The AccessPolicy the server builds for the benchmark's producer (a system token for
+    PRODUCER_ORG): it stamps meta.source on what the producer writes."""
+    from kjerne.access.policy import AccessPolicy, RequestInfo
+    from kjerne.api.auth import build_verifier
+    from kjerne.config import Settings
+
+    port = free_port()
+    token = issuer_for(var_dir, port).system_token(org=PRODUCER_ORG, scope="system/*.write")
+    settings = Settings(dev=True, var_dir=var_dir, host="127.0.0.1", port=port)
+    principal = build_verifier(settings).verify(f"Bearer {token}")
+    return AccessPolicy(engine, principal, RequestInfo())
 
 
 def issuer_for(var_dir: Path, port: int) -> Any:
@@ -515,79 +526,89 @@ def lab_bundle(rng: random.Random, fnr: str, n_results: int = 10) -> dict[str, A
 # -- the rows the store writes -----------------------------------------------------------------------
 
 
-class _Capture:
-    """Stands in for a Connection to collect the batches Writer._write_index would insert."""
-
-    def __init__(self) -> None:
-        self.batches: dict[str, list[dict[str, Any]]] = {}
-
-    def execute(self, statement: Any, batch: list[dict[str, Any]]) -> None:
-        self.batches.setdefault(statement.table.name, []).extend(dict(r) for r in batch)
-
-
 def new_patient(fnr: str, res_id: str) -> dict[str, Any]:
     """The Patient the store creates when data first arrives for an unknown person
     (kjerne.store.identity.resolve_person_references)."""
     return {"resourceType": "Patient", "id": res_id, "identifier": [{"system": OID_FNR, "value": fnr}]}
 
 
-def link_persons(res: dict[str, Any], patient_by_fnr: dict[str, str]) -> None:
-    """Point identifier-only person references at their Patient, as identity resolution does."""
-    for ref in person_references(res):
-        ref["reference"] = f"Patient/{patient_by_fnr[ref['identifier']['value']]}"
-        ref.setdefault("type", "Patient")
+RESOURCE_COLUMNS = [col.name for col in resource.columns]
+# Every table whose rows belong to one stored resource (the search index tables and any other the store
+# adds), found from the schema rather than listed, so new index tables are carried along.
+ROW_TABLES = [
+    t for t in metadata.sorted_tables
+    if "rid" in t.c and t.name not in ("resource", "resource_history") and not t.name.startswith("search_")
+]
+INDEX_COLUMNS = {t.name: [col.name for col in t.columns] for t in ROW_TABLES}
+Rows = dict[str, list[tuple[Any, ...]]]  # table -> rows in column order; "resource" has one row
 
 
-@dataclass(slots=True)
-class StoredRows:
-    resource: dict[str, Any]  # a row of `resource`, without rid
-    index: dict[str, list[dict[str, Any]]]  # index table -> rows, rid still to be filled in
+class Scratch:
+    """An in-memory SQLite database with the store's schema. The store's own Writer and BundleProcessor
+    write into it, and the rows they wrote are read back: exactly the rows the store would write
+    anywhere else, for copying into the database under test."""
+
+    def __init__(self) -> None:
+        import kjerne.audit.schema  # noqa: F401 - the audit tables, for writes made under an AccessPolicy
+
+        self.engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+        metadata.create_all(self.engine)
+
+    def write(self, res: dict[str, Any], res_id: str) -> Rows:
+        """The rows Writer.put stores for `res` as a new resource (no validation); nothing is kept."""
+        with self.engine.connect() as conn:
+            tx = conn.begin()
+            try:
+                writer = Writer(conn, validate_input=False)
+                stored = writer.put(res, res_id).stored
+                writer.finish()
+                return read_rows(conn, [stored.rid])[stored.rid]
+            finally:
+                tx.rollback()
+
+    def transaction(self, bundle: dict[str, Any], access: Any = None) -> list[Rows]:
+        """The rows BundleProcessor stores for a transaction Bundle sent by `access` (an AccessPolicy;
+        the platform itself when None), committed here so that later Bundles find the Patients identity
+        resolution created; in the order they were written."""
+        from kjerne.access.context import UNRESTRICTED
+        from kjerne.store.bundles import BundleProcessor
+        from kjerne.store.repository import Repository
+
+        with self.engine.connect() as conn:
+            before = conn.execute(select(func.coalesce(func.max(resource.c.rid), 0))).scalar_one()
+        BundleProcessor(Repository(self.engine, access or UNRESTRICTED)).process(bundle)
+        with self.engine.connect() as conn:
+            rids = list(conn.execute(select(resource.c.rid).where(resource.c.rid > before)).scalars())
+            rows = read_rows(conn, rids)
+        return [rows[rid] for rid in sorted(rids)]
 
 
-def store_rows(res: dict[str, Any], res_id: str, now_us: int) -> StoredRows:
-    """The rows kjerne.store.writer.Writer stores for the first version of `res` (references already
-    resolved), made the way Writer.put and Writer._store make them: rules.prepare, meta, extract,
-    patient_of, the extra index rows, and Writer._write_index's row shapes. No validation."""
-    res = copy.deepcopy(res)
-    res["id"] = res_id
-    rules.prepare(res, is_new=True, previous=None)
-    meta = dict(res.get("meta") or {})
-    meta["versionId"] = "1"
-    meta["lastUpdated"] = us_to_instant(now_us)
-    res["meta"] = meta
-    rows = extract(res)
-    patient = patient_of(res, rows)
-    rows.dates.extend(rules.extra_index_rows(res))
-    res_type = res["resourceType"]
-    row = {
-        "res_type": res_type,
-        "res_id": res_id,
-        "version": 1,
-        "patient": patient,
-        "last_updated": now_us,
-        "deleted": False,
-        "content": orjson.dumps(res),
-    }
-    capture = _Capture()
-    writer = Writer(capture, validate_input=False)  # type: ignore[arg-type]
-    writer._write_index(0, res_type, patient, rows)
-    flush = getattr(writer, "flush", None)  # the writer may buffer index rows until flush
-    if flush is not None:
-        flush()
-    return StoredRows(row, capture.batches)
-
-
-RESOURCE_COLUMNS = [c.name for c in resource.columns]
-INDEX_COLUMNS = {t.name: [c.name for c in t.columns] for t in INDEX_TABLES.values()}
-
-
-def as_tuples(rid: int, rows: StoredRows) -> dict[str, list[tuple[Any, ...]]]:
-    """The rows of one resource as tuples in table column order, under the given rid (for COPY)."""
-    out: dict[str, list[tuple[Any, ...]]] = {"resource": [(rid, *(rows.resource[c] for c in RESOURCE_COLUMNS[1:]))]}
-    for table, batch in rows.index.items():
-        cols = INDEX_COLUMNS[table]
-        out[table] = [tuple(rid if c == "rid" else r[c] for c in cols) for r in batch]
+def read_rows(conn: Connection, rids: Sequence[int]) -> dict[int, Rows]:
+    """The resource row and every index row of each rid, as stored."""
+    out: dict[int, Rows] = {rid: {"resource": []} for rid in rids}
+    for row in conn.execute(select(resource).where(resource.c.rid.in_(rids))):
+        out[row.rid]["resource"].append(_plain(row))
+    for table in ROW_TABLES:
+        for row in conn.execute(select(table).where(table.c.rid.in_(rids))):
+            out[row.rid].setdefault(table.name, []).append(_plain(row))
     return out
+
+
+def _plain(row: Any) -> tuple[Any, ...]:
+    return tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+
+
+@contextmanager
+def fixed_clock(now: int) -> Iterator[None]:
+    """Every version written meanwhile gets `now` as its lastUpdated (for rows made from templates)."""
+    import kjerne.store.writer as writer_module
+
+    saved = writer_module.now_us
+    writer_module.now_us = lambda: now
+    try:
+        yield
+    finally:
+        writer_module.now_us = saved
 
 
 def random_id(rng: random.Random) -> str:

@@ -2,13 +2,13 @@
 
 Loading a million Observations through HTTP or the Writer takes too long for a benchmark, so the rows are
 made here and copied in (COPY on PostgreSQL, executemany on SQLite) with the secondary indexes dropped
-during the load and rebuilt after it. The rows are the store's own: each distinct shape of Observation
-(analysis, laboratory, interpretation; or vital sign) goes once through `common.store_rows`, i.e. the
-store's preparation, `extract` and the Writer's row shapes, with sentinel values in the places that vary
-(ids, patient, fødselsnummer, times, value); every Observation is that template with its own values put
-in. A sample of them (1 in `VERIFY_EVERY`, and always the first of each shape) is also made the slow way
-and must come out identical, or the load stops; `check_against_writer` compares one with what the real
-Writer stores in the database.
+during the load and rebuilt after it. The rows are the store's own: each distinct shape of resource
+(Patient; lab Observation by analysis, laboratory and interpretation; vital sign by type and value) is
+written once by the store's own Writer into a scratch database (`common.Scratch`) with sentinel values in
+the places that vary (ids, patient, fødselsnummer, times, value), and every resource of that shape is
+those rows with its own values put in. A sample (1 in `VERIFY_EVERY`, and always the first of each shape)
+is also written by the Writer and must come out identical, or the load stops; `check_against_writer`
+compares one with what the real Writer stores in the database under test.
 
 Persons: `HEAVY` patients with `HEAVY_OBS` Observations each, then typical patients with `PER_PATIENT`
 each, about `LAB_SHARE` of them laboratory results and the rest home measurements (vital signs).
@@ -30,7 +30,6 @@ from sqlalchemy import Engine, text
 import common as c
 from kjerne.store.clock import now_us
 from kjerne.store.indexing import date_range
-from kjerne.store.schema import INDEX_TABLES
 
 HEAVY = 3
 HEAVY_OBS = 2000
@@ -48,7 +47,7 @@ S_EFFECTIVE = "1901-02-03T04:05:06Z"
 S_ISSUED = "1901-03-04T05:06:07Z"
 S_VALUE = 987654.321  # a laboratory value; vital signs (whole numbers, range-checked) key their template
 S_LOW, S_HIGH = date_range(S_EFFECTIVE)
-TABLES = ["resource", *[t.name for t in INDEX_TABLES.values()]]
+TABLES = ["resource", *[t.name for t in c.ROW_TABLES]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +101,7 @@ class Slots:
 
 @dataclass(slots=True)
 class Shape:
-    kind: str  # lab | vital
+    kind: str  # lab | vital | patient
     key: tuple[Any, ...]
     analysis: Any = None
     lab: str = ""
@@ -110,6 +109,8 @@ class Shape:
     vital: tuple[Any, ...] = ()
 
     def body(self, s: Slots, fnr: str, pid: str) -> dict[str, Any]:
+        if self.kind == "patient":
+            return c.new_patient(fnr, pid)
         # as identity resolution leaves a subject named by fødselsnummer: the reference added last
         subject = {"type": "Patient", "identifier": {"system": c.OID_FNR, "value": fnr}, "reference": f"Patient/{pid}"}
         if self.kind == "lab":
@@ -118,7 +119,8 @@ class Shape:
         return c.vital_observation_body(self.vital, int(s.value), subject, s.effective)
 
 
-_SLOTS = ("pid", "id", "sr", "spec", "fnr", "low", "high", "value")
+PATIENT = Shape("patient", ("patient",))
+CONTENT = c.RESOURCE_COLUMNS.index("content")
 
 
 @dataclass(slots=True)
@@ -126,7 +128,7 @@ class Template:
     """One shape's rows with sentinels, and where in them each varying value goes."""
 
     content: bytes
-    rows: list[tuple[str, list[Any], list[tuple[int, int]]]]  # (table, row, [(column, slot)])
+    rows: list[tuple[str, list[Any], int, list[tuple[int, int]]]]  # (table, row, rid column, [(column, slot)])
 
 
 def _slot_of(v: Any, sentinels: dict[Any, int]) -> int | None:
@@ -135,38 +137,52 @@ def _slot_of(v: Any, sentinels: dict[Any, int]) -> int | None:
     return sentinels.get(v)
 
 
+def _rid_column(table: str) -> int:
+    return (c.RESOURCE_COLUMNS if table == "resource" else c.INDEX_COLUMNS[table]).index("rid")
+
+
 class Templates:
+    """Per shape, the rows the store's Writer writes (into a scratch database) for one Observation with
+    sentinel values; then any number of Observations of that shape by putting their values in."""
+
     def __init__(self, now: int) -> None:
         self.now = now
+        self.scratch = c.Scratch()
         self.cache: dict[tuple[Any, ...], Template] = {}
         self.verified: set[tuple[Any, ...]] = set()
         self.count = 0
+
+    def written(self, shape: Shape, s: Slots, fnr: str, pid: str) -> c.Rows:
+        with c.fixed_clock(self.now):
+            return self.scratch.write(shape.body(s, fnr, pid), s.res_id)
 
     def template(self, shape: Shape) -> Template:
         t = self.cache.get(shape.key)
         if t is None:
             lab = shape.kind == "lab"
-            sentinel = Slots(S_ID, S_SR, S_SPEC, S_EFFECTIVE, S_ISSUED, S_VALUE if lab else shape.key[-1])
-            made = c.as_tuples(0, c.store_rows(shape.body(sentinel, S_FNR, S_PID), S_ID, self.now))
+            value = S_VALUE if lab else (shape.key[-1] if shape.kind == "vital" else 0)
+            made = self.written(shape, Slots(S_ID if shape.kind != "patient" else S_PID, S_SR, S_SPEC, S_EFFECTIVE,
+                                             S_ISSUED, value), S_FNR, S_PID)
             values: tuple[Any, ...] = (S_PID, S_ID, S_SR, S_SPEC, S_FNR, S_LOW, S_HIGH)
             if lab:
                 values += (S_VALUE,)
             sentinels: dict[Any, int] = {v: i for i, v in enumerate(values)}
             rows = []
             for table, table_rows in made.items():
+                rid_col = _rid_column(table)
                 for row in table_rows:
-                    subs = [(col, slot) for col, v in enumerate(row) if col > 0
+                    subs = [(col, slot) for col, v in enumerate(row) if col != rid_col
                             and (slot := _slot_of(v, sentinels)) is not None]
-                    rows.append((table, list(row), subs))
-            t = Template(made["resource"][0][7], rows)
+                    rows.append((table, list(row), rid_col, subs))
+            t = Template(made["resource"][0][CONTENT], rows)
             self.cache[shape.key] = t
         return t
 
-    def rows(self, shape: Shape, s: Slots, fnr: str, pid: str, rid: int) -> dict[str, list[tuple[Any, ...]]]:
-        """The rows for one Observation: the template with this one's values put in."""
+    def rows(self, shape: Shape, s: Slots, fnr: str, pid: str, rid: int) -> c.Rows:
+        """The rows for one resource of this shape: the template with this one's values put in."""
         t = self.template(shape)
         lab = shape.kind == "lab"
-        low, high = date_range(s.effective)
+        low, high = date_range(s.effective) if s.effective else (None, None)
         values = (pid, s.res_id, s.sr, s.spec, fnr, low, high, float(s.value))
         content = t.content
         for old, new in ((S_PID, pid), (S_ID, s.res_id), (S_SR, s.sr), (S_SPEC, s.spec), (S_FNR, fnr),
@@ -174,19 +190,20 @@ class Templates:
             content = content.replace(old.encode(), new.encode())
         if lab:
             content = content.replace(orjson.dumps(S_VALUE), orjson.dumps(s.value))
-        out: dict[str, list[tuple[Any, ...]]] = {}
-        for table, row, subs in t.rows:
+        out: c.Rows = {}
+        for table, row, rid_col, subs in t.rows:
             r = row.copy()
-            r[0] = rid
+            r[rid_col] = rid
             for col, slot in subs:
                 r[col] = values[slot]
             if table == "resource":
-                r[7] = content
+                r[CONTENT] = content
             out.setdefault(table, []).append(tuple(r))
         self.count += 1
         if shape.key not in self.verified or self.count % VERIFY_EVERY == 0:
             self.verified.add(shape.key)
-            real = c.as_tuples(rid, c.store_rows(shape.body(s, fnr, pid), s.res_id, self.now))
+            real = {table: [tuple(rid if i == _rid_column(table) else v for i, v in enumerate(row)) for row in rows]
+                    for table, rows in self.written(shape, s, fnr, pid).items()}
             if real != out:
                 diff = {k: (real.get(k), out.get(k)) for k in set(real) | set(out) if real.get(k) != out.get(k)}
                 raise AssertionError(f"templated rows differ from the store's for {shape.key}: {diff}")
@@ -248,7 +265,7 @@ def chunk_rows(chunk: Chunk) -> tuple[ChunkResult, dict[str, list[tuple[Any, ...
     tables: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES}
     rid = chunk.rid
     for p in chunk.patients:
-        patient = c.as_tuples(rid, c.store_rows(c.new_patient(p.fnr, p.pid), p.pid, chunk.now))
+        patient = templates.rows(PATIENT, Slots(p.pid, "", "", "", "", 0), p.fnr, p.pid, rid)
         rid += 1
         for t, rows in patient.items():
             tables[t].extend(rows)
@@ -449,11 +466,8 @@ def analyse(engine: Engine) -> None:
 
 
 def check_against_writer(engine: Engine, patient: PatientPlan, seed: int = 1) -> None:
-    """Store one Observation with the real Writer (in a transaction that is rolled back) and compare the
-    index rows it wrote with the ones this module makes for the same resource."""
-    from sqlalchemy import select
-
-    from kjerne.store.schema import resource
+    """Store one Observation with the real Writer in the database under test (in a transaction that is
+    rolled back) and compare every row it wrote with the rows this module makes for the same resource."""
     from kjerne.store.writer import Writer
 
     rng = random.Random(f"bench-dataset:check:{seed}")
@@ -462,27 +476,19 @@ def check_against_writer(engine: Engine, patient: PatientPlan, seed: int = 1) ->
     shape = Shape("lab", ("lab", analysis.key, c.LABS[0], flag), analysis=analysis, lab=c.LABS[0], flag=flag)
     slots = Slots(c.random_id(rng), c.random_id(rng), c.random_id(rng), "2024-05-06T07:08:09Z",
                   "2024-05-06T09:08:09Z", value)
-    body = shape.body(slots, patient.fnr, patient.pid)
     with engine.connect() as conn:
         conn.info["sqlite_write"] = True
         tx = conn.begin()
         try:
             writer = Writer(conn)
-            written = writer.put(body, slots.res_id)
+            stored = writer.put(shape.body(slots, patient.fnr, patient.pid), slots.res_id).stored
             writer.finish()
-            stored = written.stored
-            ours = Templates(stored.last_updated).rows(shape, slots, patient.fnr, patient.pid, stored.rid)
-            theirs: dict[str, list[tuple[Any, ...]]] = {}
-            for table in INDEX_TABLES.values():
-                rows = [tuple(r) for r in conn.execute(select(table).where(table.c.rid == stored.rid))]
-                if rows:
-                    theirs[table.name] = rows
-            row = conn.execute(select(resource).where(resource.c.rid == stored.rid)).one()
-            theirs["resource"] = [(*tuple(row[:7]), bytes(row[7]))]
+            theirs = c.read_rows(conn, [stored.rid])[stored.rid]
         finally:
             tx.rollback()
+    ours = Templates(stored.last_updated).rows(shape, slots, patient.fnr, patient.pid, stored.rid)
     norm = {k: sorted(v, key=repr) for k, v in ours.items() if v}
-    got = {k: sorted(v, key=repr) for k, v in theirs.items()}
+    got = {k: sorted(v, key=repr) for k, v in theirs.items() if v}
     if norm != got:
         diff = {k: (got.get(k), norm.get(k)) for k in set(norm) | set(got) if norm.get(k) != got.get(k)}
         raise AssertionError(f"bulk rows differ from what the Writer stores: {diff}")

@@ -6,11 +6,12 @@ fødselsnummer so identity resolution runs (the first Bundle for a person create
 1,000 distinct patients. Client threads with keep-alive connections send them to `kjerne serve` on
 loopback, with one and with two uvicorn workers.
 
-In the same run the same rows (resource rows and their index rows, made beforehand by the store's own
-preparation and `extract`, plus the Patients identity resolution creates) are inserted directly with
-SQLAlchemy Core executemany, one transaction per Bundle, from as many threads, with no validation,
-identity look-ups, version checks or audit: the raw rate the database and driver allow. API/raw is the
-share of that the service achieves.
+In the same run the same rows (resource rows and their index rows, the Patients identity resolution
+creates included, made beforehand by the store's own BundleProcessor in a scratch database) are inserted
+directly with SQLAlchemy Core executemany, one transaction per Bundle, from as many threads, with no
+validation, identity look-ups, version checks or audit: the raw rate the database and driver allow.
+API/raw is the share of that the service achieves. On PostgreSQL the raw run is repeated with the index
+rows sent by COPY.
 
     .venv/bin/python bench/ingest.py [--db sqlite|postgres|both] [--bundles N] [--clients 4]
 """
@@ -34,11 +35,9 @@ import orjson
 from sqlalchemy import Engine, func, insert, select
 
 import common as c
-from kjerne.store.bundles import _rewrite
-from kjerne.store.clock import now_us
 from kjerne.store.db import make_engine
 from kjerne.store.migrate import upgrade
-from kjerne.store.schema import INDEX_TABLES, resource
+from kjerne.store.schema import resource
 
 RESOURCES_PER_BUNDLE = 13
 TARGET_PG = 2000  # resources/s
@@ -170,7 +169,7 @@ def row_counts(db_url: str) -> dict[str, int]:
         with engine.connect() as conn:
             out = {"resource": conn.execute(select(func.count()).select_from(resource)).scalar_one()}
             out["index rows"] = sum(
-                conn.execute(select(func.count()).select_from(t)).scalar_one() for t in INDEX_TABLES.values()
+                conn.execute(select(func.count()).select_from(t)).scalar_one() for t in c.ROW_TABLES
             )
             return out
     finally:
@@ -178,6 +177,8 @@ def row_counts(db_url: str) -> dict[str, int]:
 
 
 # -- raw inserts ---------------------------------------------------------------------------------------
+
+_TABLES = {t.name: t for t in c.ROW_TABLES}
 
 
 @dataclass
@@ -188,30 +189,24 @@ class Prepared:
     index: dict[str, list[tuple[int, dict[str, Any]]]]
 
 
-def prepare(owners: list[str], bundles: list[dict[str, Any]]) -> list[Prepared]:
-    """The rows the store writes for each Bundle: the Patient when the person is new, then each entry with
-    its urn:uuid references rewritten and its subject resolved. Not timed."""
-    rng = random.Random("bench-ingest:ids")
-    patient_by_fnr: dict[str, str] = {}
+def prepare(bundles: list[dict[str, Any]], var: Path) -> list[Prepared]:
+    """The rows the store writes for each Bundle, Patients created by identity resolution included: the
+    store's own BundleProcessor writes them, for the same producer as the API runs, into a scratch
+    database and they are read back. Not timed."""
+    scratch = c.Scratch()
+    policy = c.producer_policy(scratch.engine, var)
     out = []
-    for fnr, bundle in zip(owners, bundles, strict=True):
-        stored = []
-        if fnr not in patient_by_fnr:
-            pid = c.random_id(rng)
-            stored.append(c.store_rows(c.new_patient(fnr, pid), pid, now_us()))
-            patient_by_fnr[fnr] = pid
-        ids = {e["fullUrl"]: c.random_id(rng) for e in bundle["entry"]}
-        mapping = {full: f"{e['resource']['resourceType']}/{ids[full]}" for full, e in
-                   ((e["fullUrl"], e) for e in bundle["entry"])}
-        for e in bundle["entry"]:
-            res = _rewrite(e["resource"], mapping, "", [])
-            c.link_persons(res, patient_by_fnr)
-            stored.append(c.store_rows(res, ids[e["fullUrl"]], now_us()))
+    for bundle in bundles:
+        written = scratch.transaction(orjson.loads(orjson.dumps(bundle)), policy)
+        resources = []
         index: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-        for pos, s in enumerate(stored):
-            for table, rows in s.index.items():
-                index.setdefault(table, []).extend((pos, r) for r in rows)
-        out.append(Prepared([s.resource for s in stored], index))
+        for pos, rows in enumerate(written):
+            resources.append(dict(zip(c.RESOURCE_COLUMNS[1:], rows["resource"][0][1:], strict=True)))
+            for table, table_rows in rows.items():
+                if table != "resource":
+                    cols = c.INDEX_COLUMNS[table]
+                    index.setdefault(table, []).extend((pos, dict(zip(cols, r, strict=True))) for r in table_rows)
+        out.append(Prepared(resources, index))
     return out
 
 
@@ -225,14 +220,11 @@ def insert_bundle(engine: Engine, p: Prepared) -> None:
             for table, rows in p.index.items():
                 for pos, row in rows:
                     row["rid"] = rids[pos]
-                conn.execute(insert(INDEX_TABLES[_KIND[table]]), [row for _, row in rows])
-
-
-_KIND = {t.name: kind for kind, t in INDEX_TABLES.items()}
+                conn.execute(insert(_TABLES[table]), [row for _, row in rows])
 
 
 def copy_bundle(engine: Engine, p: Prepared) -> None:
-    """The same rows, with the index rows sent by COPY (PostgreSQL only): the floor for this schema."""
+    """The same rows, with the index rows sent by COPY (PostgreSQL only)."""
     with engine.connect() as conn, conn.begin():
         rids = conn.execute(
             insert(resource).returning(resource.c.rid, sort_by_parameter_order=True), p.resources
@@ -300,7 +292,7 @@ def report(runs: list[Run], args: argparse.Namespace, started: float, pg_note: s
     rows = []
     for r in runs:
         base = raw.get(r.db)
-        ratio = f"{r.resources_per_s / base.resources_per_s:.2f}" if base and r is not base else ""
+        ratio = f"{r.resources_per_s / base.resources_per_s:.2f}" if base and r.mode.startswith("API") else ""
         rows.append([
             r.db, r.mode, f"{r.resources_per_s:,.0f}", f"{r.bundles / r.seconds:.1f}",
             c.ms(statistics.median(r.latencies)), c.ms(c.percentile(r.latencies, 99)), ratio, cpu_text(r),
@@ -333,11 +325,12 @@ def report(runs: list[Run], args: argparse.Namespace, started: float, pg_note: s
         + "\n"
         + verdict
         + "Notes:\n\n"
-        "- *raw inserts*: the same rows (resource rows plus index rows, made beforehand with the store's "
-        "preparation and `extract`, and the Patient rows identity resolution creates) inserted with SQLAlchemy "
-        "Core executemany on the same driver, one transaction per Bundle, from the same number of threads. No "
-        "validation, no identity look-ups, no version check, no audit entry, no JSON over HTTP. API/raw is "
-        "the API rate divided by this.\n"
+        "- *raw inserts*: the same rows (resource rows and all their index rows, the Patients identity "
+        "resolution creates included), made beforehand by the store's own BundleProcessor in a scratch "
+        "SQLite database (so `extract` and the Writer's row shapes, not a copy of them) and inserted with "
+        "SQLAlchemy Core executemany on the same driver, one transaction per Bundle, from the same number of "
+        "threads. No validation, identity look-ups, version checks, audit entry or HTTP. API/raw is the API "
+        "rate divided by this.\n"
         f"- {pg_note}\n"
         "- SQLite: WAL, `synchronous=FULL` (the store's own settings); one writer at a time.\n"
         "- CPU ms per resource: process CPU time during the timed part (client = this benchmark process, "
@@ -345,7 +338,7 @@ def report(runs: list[Run], args: argparse.Namespace, started: float, pg_note: s
         "work is inside the server). The client, server and database share the machine's 2 cores, so the "
         "sum bounds the rate: 2 cores / (sum of CPU ms per resource). *Other load*: the share of the machine "
         "that processes outside the benchmark used during the timed part (from /proc/stat); each run waits "
-        "for the machine to be quiet before it starts (up to 90 s). *CPU ceiling*: the rate the measured "
+        "for the machine to be quiet before it starts (up to 30 s). *CPU ceiling*: the rate the measured "
         "server and database CPU per resource would allow on the machine's cores with nothing else running "
         "(one uvicorn worker uses at most one core); the client's CPU is left out.\n"
         "- *raw, index rows by COPY*: as raw inserts, but the index rows go in with COPY instead of "
@@ -354,9 +347,12 @@ def report(runs: list[Run], args: argparse.Namespace, started: float, pg_note: s
         + "; ".join(counts)
         + ".\n"
     )
-    if args.profile:
+    if args.profile:  # a profiled run's figures are perturbed by the sampler: keep them out of RESULTS.md
         body += c.hotspot_markdown(sorted(args.profile.glob("ingest-*.txt")),
                                    "Where the server's CPU goes (py-spy, `--profile`)")
+        (args.profile / "ingest.md").write_text(body, encoding="utf-8")
+        print(f"\nwrote {args.profile / 'ingest.md'} (RESULTS.md is left alone in a profiled run)")
+        return
     c.update_results("ingest", body)
 
 
@@ -382,14 +378,13 @@ def main() -> int:
     workers = [int(w) for w in args.workers.split(",") if w]
 
     print(f"building {args.bundles} Bundles ...", flush=True)
-    owners, bundles = workload(args.bundles, args.patients, args.seed)
+    _, bundles = workload(args.bundles, args.patients, args.seed)
     bodies = [orjson.dumps(b) for b in bundles]
-    print("preparing the raw rows (store preparation and extract, not timed) ...", flush=True)
-    prepared = prepare(owners, bundles)
-
-    runs: list[Run] = []
+    print("preparing the raw rows (the store writes them into a scratch database; not timed) ...", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="kjerne-bench-ingest-"))
+    runs: list[Run] = []
     try:
+        prepared = prepare(bundles, tmp)
         if args.db in ("sqlite", "both"):
             for w in workers:
                 print(f"SQLite, API with {w} worker(s) ...", flush=True)

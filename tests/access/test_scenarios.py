@@ -121,8 +121,11 @@ def test_reservasjon_deletes_the_service_data_with_history_and_refuses_new_data(
     refused = lab.create(lab_result(f"Patient/{rep.patient}"))
     assert 400 <= refused.status_code < 500, refused.text
     assert "Reservation" in pvk_codes(refused.json())
-    refused = lab.create(report(f"Patient/{rep.patient}", []))
+    bare_report = report(f"Patient/{rep.patient}", [])
+    del bare_report["result"]
+    refused = lab.create(bare_report)
     assert 400 <= refused.status_code < 500, refused.text
+    assert "Reservation" in pvk_codes(refused.json())
     later = created(lab.create(measurement(f"Patient/{rep.patient}", fnr=P1)))["id"]
 
     hp = world.practitioner(HP1, [P1])
@@ -509,12 +512,13 @@ def test_a_next_link_does_not_reveal_another_callers_total(world: World) -> None
     url = next_link(first.search("Observation", {"_count": "1"}))
     assert url is not None
     sperret = world.practitioner(HP2, [P1])
-    r = sperret.get(url, person_id=None)
-    assert r.status_code in (200, 400, 403, 404, 410), r.text
-    if r.status_code == 200:
-        body = r.json()
-        assert refs(entries(body, "match")) == set()
-        assert body.get("total") in (None, 0), f"the total {body.get('total')} counts data hidden from this caller"
+    for person_id in (P1, None):
+        r = sperret.get(url, person_id=person_id)
+        assert r.status_code in (200, 400, 403, 404, 410), r.text
+        if r.status_code == 200:
+            body = r.json()
+            assert refs(entries(body, "match")) == set()
+            assert body.get("total") in (None, 0), f"the total {body.get('total')} counts data hidden from this caller"
 
 
 # -- attestation and audit -------------------------------------------------------------------------------------
@@ -610,6 +614,71 @@ def test_citizens_read_only_their_own_access_log_and_health_personnel_none(world
     assert own.status_code == 200
     assert all(event_patients(e) <= {world.patients[P1]} for e in entries(own.json()))
     assert world.practitioner(HP1, [P1]).audit_log().status_code == 403
+
+
+def test_the_outcome_is_about_the_patient_asked_for(world: World) -> None:
+    """Another attested patient's restrictions must not colour the answer about this one."""
+    world.lab_report(P1)
+    other = world.lab_report(P2)
+    created(world.citizen(P2).create(consent(RESERVASJON, other.patient, services=[MALEDATA])))
+    created(world.citizen(P2).create(consent(SPERRING, other.patient)))
+    hp = world.practitioner(HP1, [P1, P2])
+    assert pvk_codes(hp.search("DiagnosticReport", person_id=P1)) == set()
+    assert pvk_codes(hp.search("DiagnosticReport", person_id=P2)) >= {"General"}
+
+
+def test_the_override_flag_is_only_on_the_patient_whose_sperring_was_overridden(world: World) -> None:
+    sperret = world.lab_report(P1)
+    world.lab_report(P2)
+    created(world.citizen(P1).create(consent(SPERRING, sperret.patient)))
+    hp = world.practitioner(HP1, [P1, P2], purpose="BTG")
+    seq = world.last_seq()
+    visible(hp, P2)
+    rows = world.audit_rows(seq)
+    assert rows and all(row.patient == world.patients[P2] for row in rows)
+    assert not any(row.override for row in rows), "P2's access log says a restriction was overridden"
+    seq = world.last_seq()
+    visible(hp, P1)
+    assert all(row.override for row in world.audit_rows(seq))
+
+
+def test_withdrawing_a_restriction_after_the_report_was_deleted_releases_its_results(world: World) -> None:
+    """The producer deleted the report (its results stay); the nekting on it is then withdrawn. The
+    results are no longer under any restriction and the citizen must see them."""
+    rep = world.lab_report(P1)
+    hp = world.practitioner(HP1, [P1])
+    c = created(hp.create(consent(NEKTING, rep.patient, data=[rep.ref])))
+    assert world.producer().delete(rep.ref).status_code in (200, 204)
+    c["status"] = "inactive"
+    assert hp.put(c).status_code == 200
+    assert visible(world.citizen(P1)) == set(rep.result_refs)
+
+
+def test_withdrawing_a_restriction_on_a_deleted_report_keeps_the_default_delay(world: World) -> None:
+    """A fresh pathology report still waits its 14 days after the producer deleted the report and the
+    nekting on it was withdrawn: the results are not released early."""
+    rep = world.lab_report(P1, category="PAT", issued=instant())
+    hp = world.practitioner(HP1, [P1])
+    c = created(hp.create(consent(NEKTING, rep.patient, data=[rep.ref])))
+    assert world.producer().delete(rep.ref).status_code in (200, 204)
+    c["status"] = "inactive"
+    assert hp.put(c).status_code == 200
+    citizen = world.citizen(P1)
+    assert visible(citizen) == set()
+    for ref in rep.result_refs:
+        assert citizen.read(ref).status_code == 404, ref
+
+
+def test_withdrawing_skjerming_after_the_report_was_deleted_lifts_it_from_the_history(world: World) -> None:
+    rep = world.lab_report(P1)
+    setter = world.practitioner(HP1, [P1])
+    c = created(setter.create(consent(SKJERMING, rep.patient, data=[rep.ref])))
+    assert world.producer().delete(rep.ref).status_code in (200, 204)
+    c["status"] = "inactive"
+    assert setter.put(c).status_code == 200
+    other = world.practitioner(HP2, [P1])
+    assert other.get(f"/fhir/{rep.ref}/_history/1").status_code == 200, "no skjerming is in force any more"
+    assert visible(other) == set(rep.result_refs)
 
 
 # -- producers -------------------------------------------------------------------------------------------------
@@ -760,6 +829,7 @@ def _access_cases(world: World) -> dict[str, Any]:
         "unknown-access-basis": lambda: hp.get("/fhir/Observation", person_id=P1, **{"nhn-access-basis": "KANSKJE"}),
         "practitioner-audit-log": lambda: hp.audit_log(),
         "citizen-audit-log": lambda: citizen.audit_log(),
+        "citizen-without-record-audit-log": lambda: world.citizen(P3).audit_log(),
     }
 
 
@@ -780,6 +850,7 @@ ACCESS_CASES = [
     "unknown-access-basis",
     "practitioner-audit-log",
     "citizen-audit-log",
+    "citizen-without-record-audit-log",
 ]
 
 

@@ -215,7 +215,9 @@ def after_consent(writer: Writer, consent: dict[str, Any], patient: str | None, 
         return
     writer.flush()  # the Consent's own index rows must be visible to the recount below
     for root in r.target_references(consent):
-        apply_restrictions(writer, root)
+        # A health worker's own utsatt innsyn (set, changed or withdrawn) replaces the default delay:
+        # withdrawing it releases the report.
+        apply_restrictions(writer, root, ruled_on_delay=kind == r.UTSATT)
 
 
 def active_restrictions(conn: Connection, root: str) -> list[dict[str, Any]]:
@@ -237,7 +239,7 @@ def active_restrictions(conn: Connection, root: str) -> list[dict[str, Any]]:
     return out
 
 
-def apply_restrictions(writer: Writer, root: str) -> None:
+def apply_restrictions(writer: Writer, root: str, *, ruled_on_delay: bool = False) -> None:
     """Set the labels of a report and its results to what all active Consents on it say together:
     one health worker withdrawing theirs does not lift another's."""
     consents = active_restrictions(writer.conn, root)
@@ -250,6 +252,8 @@ def apply_restrictions(writer: Writer, root: str) -> None:
     res_type, res_id = root.split("/", 1)
     stored = current(writer.conn, res_type, res_id)
     default = default_release_of(stored.resource()) if stored is not None else None  # a tombstone keeps it
+    if ruled_on_delay:
+        default = None
     for ref in target_closure(writer.conn, [root]):
         relabel(writer, ref, kinds, owners, release, default)
 
@@ -279,6 +283,15 @@ def default_release_of(res: dict[str, Any]) -> str | None:
     return None
 
 
+def _clear_default_release(res: dict[str, Any]) -> None:
+    meta = res.get("meta") or {}
+    exts = [e for e in meta.get("extension", []) if e.get("url") != r.DEFAULT_RELEASE_EXT]
+    if exts:
+        meta["extension"] = exts
+    else:
+        meta.pop("extension", None)
+
+
 def _set_default_release(res: dict[str, Any], release: str) -> None:
     meta = res.setdefault("meta", {})
     exts = [e for e in meta.get("extension", []) if e.get("url") != r.DEFAULT_RELEASE_EXT]
@@ -298,11 +311,12 @@ def relabel(
 
     res_type, res_id = ref.split("/", 1)
     stored = current(writer.conn, res_type, res_id, for_update=True)
-    if stored is None or stored.deleted:
+    if stored is None:
         return
     res = stored.resource()
     for kind in r.PRACTITIONER_SET:
         remove_label(res, kind)
+    _clear_default_release(res)
     if default_release:
         _set_default_release(res, default_release)
     if default_release and r.UTSATT not in kinds:
@@ -315,7 +329,10 @@ def relabel(
                 add_label(res, kind, owner, None)
         else:
             add_label(res, kind, None, release if kind == r.UTSATT else None)
-    writer.put(res, res_id, keep_labels=False, guarded=False)
+    if stored.deleted:
+        writer.relabel_tombstone(stored, res)
+    else:
+        writer.put(res, res_id, keep_labels=False, guarded=False)
 
 
 def target_closure(conn: Connection, refs: list[str]) -> list[str]:

@@ -131,6 +131,17 @@ class Writer:
         rules.propagate_report_labels(self, reports)
         self.flush()
 
+    def relabel_tombstone(self, stored: Stored, tombstone: dict[str, Any]) -> None:
+        """A deleted resource's restriction labels change in place (no new version): its history stays
+        exactly as hidden as the restrictions that are still active say."""
+        self.flush()
+        content = orjson.dumps(tombstone)
+        self.conn.execute(update(resource).where(resource.c.rid == stored.rid).values(content=content))
+        for stmt in _DELETE_INDEX.values():
+            self.conn.execute(stmt, {"r": stored.rid})
+        self._write_index(stored.rid, stored.res_type, stored.patient, _meta_rows(tombstone))
+        self.flush()
+
     def mark(self) -> dict[str, int]:
         return {kind: len(batch) for kind, batch in self._pending.items()}
 
