@@ -47,3 +47,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# The access property suite at 20,000 generated cases (make test runs 2,000).
+test-properties-long: $(STAMP)
+	KJERNE_HYPOTHESIS_PROFILE=long $(BIN)/pytest -q -n 2 tests/access/test_properties.py
