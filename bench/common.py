@@ -539,7 +539,13 @@ ROW_TABLES = [
     t for t in metadata.sorted_tables
     if "rid" in t.c and t.name not in ("resource", "resource_history") and not t.name.startswith("search_")
 ]
-INDEX_COLUMNS = {t.name: [col.name for col in t.columns] for t in ROW_TABLES}
+# Tables the store writes beside a resource without naming it (patient_code: which codes a patient has),
+# read back by SQLite rowid in the scratch database. The audit log and search snapshots are left out.
+SIDE_TABLES = [
+    t for t in metadata.sorted_tables
+    if "rid" not in t.c and not t.name.startswith(("audit_", "search_"))
+]
+INDEX_COLUMNS = {t.name: [col.name for col in t.columns] for t in ROW_TABLES + SIDE_TABLES}
 Rows = dict[str, list[tuple[Any, ...]]]  # table -> rows in column order; "resource" has one row
 
 
@@ -555,32 +561,52 @@ class Scratch:
         metadata.create_all(self.engine)
 
     def write(self, res: dict[str, Any], res_id: str) -> Rows:
-        """The rows Writer.put stores for `res` as a new resource (no validation); nothing is kept."""
+        """The rows Writer.put stores for `res` as a new resource (no validation), side tables included;
+        nothing is kept."""
         with self.engine.connect() as conn:
             tx = conn.begin()
             try:
+                marks = _side_marks(conn)
                 writer = Writer(conn, validate_input=False)
                 stored = writer.put(res, res_id).stored
                 writer.finish()
-                return read_rows(conn, [stored.rid])[stored.rid]
+                return {**read_rows(conn, [stored.rid])[stored.rid], **_side_rows(conn, marks)}
             finally:
                 tx.rollback()
 
-    def transaction(self, bundle: dict[str, Any], access: Any = None) -> list[Rows]:
+    def transaction(self, bundle: dict[str, Any], access: Any = None) -> tuple[list[Rows], Rows]:
         """The rows BundleProcessor stores for a transaction Bundle sent by `access` (an AccessPolicy;
         the platform itself when None), committed here so that later Bundles find the Patients identity
-        resolution created; in the order they were written."""
+        resolution created: per resource in the order they were written, and the side-table rows."""
         from kjerne.access.context import UNRESTRICTED
         from kjerne.store.bundles import BundleProcessor
         from kjerne.store.repository import Repository
 
         with self.engine.connect() as conn:
             before = conn.execute(select(func.coalesce(func.max(resource.c.rid), 0))).scalar_one()
+            marks = _side_marks(conn)
         BundleProcessor(Repository(self.engine, access or UNRESTRICTED)).process(bundle)
         with self.engine.connect() as conn:
             rids = list(conn.execute(select(resource.c.rid).where(resource.c.rid > before)).scalars())
             rows = read_rows(conn, rids)
-        return [rows[rid] for rid in sorted(rids)]
+            side = _side_rows(conn, marks)
+        return [rows[rid] for rid in sorted(rids)], side
+
+
+def _side_marks(conn: Connection) -> dict[str, int]:
+    return {t.name: conn.exec_driver_sql(f"SELECT coalesce(max(rowid), 0) FROM {t.name}").scalar_one()
+            for t in SIDE_TABLES}
+
+
+def _side_rows(conn: Connection, marks: dict[str, int]) -> Rows:
+    out: Rows = {}
+    for t in SIDE_TABLES:
+        cols = ", ".join(INDEX_COLUMNS[t.name])
+        rows = conn.exec_driver_sql(f"SELECT {cols} FROM {t.name} WHERE rowid > ? ORDER BY rowid",
+                                    (marks[t.name],)).all()
+        if rows:
+            out[t.name] = [_plain(r) for r in rows]
+    return out
 
 
 def read_rows(conn: Connection, rids: Sequence[int]) -> dict[int, Rows]:

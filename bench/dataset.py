@@ -47,7 +47,8 @@ S_EFFECTIVE = "1901-02-03T04:05:06Z"
 S_ISSUED = "1901-03-04T05:06:07Z"
 S_VALUE = 987654.321  # a laboratory value; vital signs (whole numbers, range-checked) key their template
 S_LOW, S_HIGH = date_range(S_EFFECTIVE)
-TABLES = ["resource", *[t.name for t in c.ROW_TABLES]]
+TABLES = ["resource", *[t.name for t in c.ROW_TABLES + c.SIDE_TABLES]]
+SIDE = {t.name for t in c.SIDE_TABLES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,7 @@ class Template:
     """One shape's rows with sentinels, and where in them each varying value goes."""
 
     content: bytes
-    rows: list[tuple[str, list[Any], int, list[tuple[int, int]]]]  # (table, row, rid column, [(column, slot)])
+    rows: list[tuple[str, list[Any], int | None, list[tuple[int, int]]]]  # (table, row, rid column, [(col, slot)])
 
 
 def _slot_of(v: Any, sentinels: dict[Any, int]) -> int | None:
@@ -137,8 +138,9 @@ def _slot_of(v: Any, sentinels: dict[Any, int]) -> int | None:
     return sentinels.get(v)
 
 
-def _rid_column(table: str) -> int:
-    return (c.RESOURCE_COLUMNS if table == "resource" else c.INDEX_COLUMNS[table]).index("rid")
+def _rid_column(table: str) -> int | None:
+    cols = c.RESOURCE_COLUMNS if table == "resource" else c.INDEX_COLUMNS[table]
+    return cols.index("rid") if "rid" in cols else None
 
 
 class Templates:
@@ -193,7 +195,8 @@ class Templates:
         out: c.Rows = {}
         for table, row, rid_col, subs in t.rows:
             r = row.copy()
-            r[rid_col] = rid
+            if rid_col is not None:
+                r[rid_col] = rid
             for col, slot in subs:
                 r[col] = values[slot]
             if table == "resource":
@@ -282,6 +285,8 @@ def chunk_rows(chunk: Chunk) -> tuple[ChunkResult, dict[str, list[tuple[Any, ...
         res.lab_counts[p.pid] = labs
         res.lab_ids[p.pid] = ids
         res.count += 1 + p.obs
+    for t in SIDE:  # the store writes a side row once (patient_code: once per patient and code)
+        tables[t] = list(dict.fromkeys(tables[t]))
     return res, tables
 
 
@@ -487,6 +492,13 @@ def check_against_writer(engine: Engine, patient: PatientPlan, seed: int = 1) ->
         finally:
             tx.rollback()
     ours = Templates(stored.last_updated).rows(shape, slots, patient.fnr, patient.pid, stored.rid)
+    for table in SIDE & set(ours):  # written once per patient and code: the loaded ones must be there
+        cols = c.INDEX_COLUMNS[table]
+        with engine.connect() as conn:
+            present = {c._plain(r) for r in conn.exec_driver_sql(f"SELECT {', '.join(cols)} FROM {table}").all()}
+        missing = [r for r in ours.pop(table) if r not in present]
+        if missing:
+            raise AssertionError(f"{table} lacks rows the store would have written: {missing[:3]}")
     norm = {k: sorted(v, key=repr) for k, v in ours.items() if v}
     got = {k: sorted(v, key=repr) for k, v in theirs.items() if v}
     if norm != got:
