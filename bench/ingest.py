@@ -191,6 +191,10 @@ class Prepared:
     side: dict[str, list[dict[str, Any]]]
 
 
+def row_total(p: Prepared) -> int:
+    return len(p.resources) + sum(len(v) for v in p.index.values()) + sum(len(v) for v in p.side.values())
+
+
 def prepare(bundles: list[dict[str, Any]], var: Path) -> list[Prepared]:
     """The rows the store writes for each Bundle, Patients created by identity resolution included: the
     store's own BundleProcessor writes them, for the same producer as the API runs, into a scratch

@@ -94,16 +94,16 @@ def main() -> int:
         raise RuntimeError(f"message {bad[0]} does not map: {mapped[bad[0]].errors}")
     results = sum(sum(1 for e in r.bundle["entry"] if e["resource"]["resourceType"] == "Observation")
                   for r in mapped) / len(mapped)
-    prepared = ing.prepare([r.bundle for r in mapped])
+    tmp = Path(tempfile.mkdtemp(prefix="kjerne-bench-svarrapport-"))
+    prepared = ing.prepare([r.bundle for r in mapped], tmp)
     n_res = sum(len(x.resources) for x in prepared) / len(prepared)
-    n_rows = sum(len(x.resources) + sum(len(v) for v in x.index.values()) for x in prepared) / len(prepared)
+    n_rows = sum(ing.row_total(x) for x in prepared) / len(prepared)
 
     def accepted(r: httpx.Response) -> bool:
         return r.status_code == 200
 
     runs: list[m.Run] = []
     statuses: list[str] = []
-    tmp = Path(tempfile.mkdtemp(prefix="kjerne-bench-svarrapport-"))
     hot: tuple[m.Shares, m.Shares, m.Shares] = ([], [], [])
     try:
         with c.postgres(fsync=True) as cluster:

@@ -129,6 +129,45 @@ def test_redelivery_with_the_same_identifier_creates_no_duplicate(api) -> None:
     assert stored(engine) == 2
 
 
+def test_the_same_identifier_twice_in_one_batch_is_stored_once(api) -> None:
+    client, dev, engine = api
+    body = bundle(obs("8867-4", 72, "/min", ident="m-1"), obs("8867-4", 72, "/min", ident="m-1"))
+    out = upload(client, dev, body).json()
+    assert [e["response"]["status"][:3] for e in out["entry"]] == ["201", "200"]
+    assert out["entry"][0]["response"]["location"] == out["entry"][1]["response"]["location"]
+    assert stored(engine) == 1
+
+
+def test_a_bad_entry_in_a_batch_with_identifiers_leaves_the_others_and_their_matches(api) -> None:
+    client, dev, engine = api
+    body = bundle(
+        obs("8867-4", 72, "/min", ident="m-1"),
+        obs("2708-6", 104, "%", ident="m-2"),  # refused
+        obs("8867-4", 72, "/min", ident="m-1"),
+        obs("2708-6", 97, "%", ident="m-3"),
+    )
+    out = upload(client, dev, body).json()
+    assert [e["response"]["status"][:3] for e in out["entry"]] == ["201", "422", "200", "201"]
+    assert stored(engine) == 2
+    again = upload(client, dev, bundle(obs("2708-6", 98, "%", ident="m-2"))).json()
+    assert again["entry"][0]["response"]["status"][:3] == "201"
+
+
+def test_a_batch_is_audited_once_per_patient_naming_every_resource(api) -> None:
+    from kjerne.audit.schema import audit_event
+
+    client, dev, engine = api
+    with engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(audit_event)).scalar_one()
+    out = upload(client, dev, bundle(*(obs("8867-4", 60 + i, "/min") for i in range(5)))).json()
+    with engine.connect() as conn:
+        rows = conn.execute(select(audit_event).where(audit_event.c.seq > before)).all()
+    assert len(rows) == 1 and rows[0].action == "create" and rows[0].patient
+    content = bytes(rows[0].content).decode()
+    for e in out["entry"]:
+        assert e["response"]["location"].split("/_history")[0] in content
+
+
 def test_alert_values_are_stored_and_flagged(api) -> None:
     client, dev, _engine = api
     out = upload(client, dev, bundle(obs("2708-6", 88, "%"))).json()

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from sqlalchemy.exc import DBAPIError
+
 from kjerne.access.context import AccessRecord
 from kjerne.fhir.model import resource_types
 from kjerne.fhir.outcome import FhirError, Issue, invalid
@@ -242,31 +244,13 @@ class BundleProcessor:
         commit; reads run after it. `prepare` may adjust or refuse (FhirError) an entry first."""
         entries = _entries(bundle)
         check_full_urls(entries)
-        responses: dict[int, dict[str, Any]] = {}
-        reads: list[int] = []
-        with self.repo.writing() as writer:
+        reads = [i for i, e in enumerate(entries) if _is_read(e)]
+        writes = [i for i in range(len(entries)) if i not in set(reads)]
+        with self.repo.writing() as writer, self.repo.merged_records(writer.conn):
             writer.auto_flush = False
-            for i, e in enumerate(entries):
-                req = e.get("request")
-                if isinstance(req, dict) and req.get("method") in ("GET", "HEAD"):
-                    reads.append(i)
-                    continue
-                mark = writer.mark()
-                try:
-                    if prepare is not None:
-                        prepare(i, e)
-                    with writer.conn.begin_nested():
-                        responses[i] = self._batch_write(writer, i, e)
-                    if writer._pending_count >= 500:
-                        writer.flush()  # between entries, never inside one entry's savepoint
-                except FhirError as err:
-                    writer.rollback_to(mark)
-                    if err.status == 403 and not err.audited:
-                        self.repo._record(writer.conn, AccessRecord("write", None, "denied", [], detail=str(err)[:500]))
-                    responses[i] = {
-                        "status": f"{err.status} {_REASON.get(err.status, 'Error')}",
-                        "outcome": err.outcome(),
-                    }
+            responses = self._writes_at_once(writer, entries, writes, prepare)
+            if responses is None:
+                responses = self._writes_one_by_one(writer, entries, writes, prepare)
         for i in reads:
             try:
                 responses[i] = self._read_entry(entries[i])
@@ -284,6 +268,64 @@ class BundleProcessor:
             entry["response"] = resp
             out.append(entry)
         return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
+
+    def _writes_at_once(
+        self,
+        writer: Writer,
+        entries: list[dict[str, Any]],
+        writes: list[int],
+        prepare: Callable[[int, dict[str, Any]], None] | None,
+    ) -> dict[int, dict[str, Any]] | None:
+        """The usual case, where every entry is good: no savepoint per entry, and the entries'
+        `identifier=` conditions looked up together. None when an entry fails; everything done here is
+        then undone and the caller writes the entries one by one."""
+        conn = writer.conn
+        mark, records = writer.mark(), self.repo.record_mark()
+        savepoint = conn.begin_nested()
+        try:
+            if prepare is not None:
+                for i in writes:
+                    prepare(i, entries[i])
+            self.repo.preload_matches(conn, _conditions(entries, writes))
+            out = {i: self._batch_write(writer, i, entries[i]) for i in writes}
+            writer.flush()
+            savepoint.commit()
+            return out
+        except (FhirError, DBAPIError):
+            savepoint.rollback()
+            writer.rollback_to(mark)
+            self.repo.forget_since(records)
+            return None
+
+    def _writes_one_by_one(
+        self,
+        writer: Writer,
+        entries: list[dict[str, Any]],
+        writes: list[int],
+        prepare: Callable[[int, dict[str, Any]], None] | None,
+    ) -> dict[int, dict[str, Any]]:
+        """Each entry in its own savepoint, so a failing one leaves the others stored."""
+        responses: dict[int, dict[str, Any]] = {}
+        for i in writes:
+            e = entries[i]
+            mark, records = writer.mark(), self.repo.record_mark()
+            try:
+                if prepare is not None:
+                    prepare(i, e)
+                with writer.conn.begin_nested():
+                    responses[i] = self._batch_write(writer, i, e)
+                if writer._pending_count >= 500:
+                    writer.flush()  # between entries, never inside one entry's savepoint
+            except FhirError as err:
+                writer.rollback_to(mark)
+                self.repo.forget_since(records)
+                if err.status == 403 and not err.audited:
+                    self.repo._record(writer.conn, AccessRecord("write", None, "denied", [], detail=str(err)[:500]))
+                responses[i] = {
+                    "status": f"{err.status} {_REASON.get(err.status, 'Error')}",
+                    "outcome": err.outcome(),
+                }
+        return responses
 
     def _batch_write(self, writer: Writer, i: int, e: dict[str, Any]) -> dict[str, Any]:
         req = e.get("request")
@@ -343,6 +385,22 @@ class BundleProcessor:
 
         result = self.repo.search(res_type, parse_qsl(query or "", keep_blank_values=True))
         return {"status": "200 OK", "_body": search_bundle(result, self.repo.base_url, res_type)}
+
+
+def _is_read(e: dict[str, Any]) -> bool:
+    req = e.get("request")
+    return isinstance(req, dict) and req.get("method") in ("GET", "HEAD")
+
+
+def _conditions(entries: list[dict[str, Any]], writes: list[int]) -> list[tuple[str, str]]:
+    out = []
+    for i in writes:
+        req, res = entries[i].get("request"), entries[i].get("resource")
+        if isinstance(req, dict) and req.get("method") == "POST" and isinstance(res, dict):
+            cond = req.get("ifNoneExist")
+            if isinstance(cond, str) and isinstance(res.get("resourceType"), str):
+                out.append((res["resourceType"], cond))
+    return out
 
 
 def _at(issue: Issue, i: int) -> Issue:

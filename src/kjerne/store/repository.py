@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from sqlalchemy import Connection, Engine, and_, literal, select, union_all
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -48,6 +49,8 @@ class Repository:
         self.engine = engine
         self.access = access
         self.base_url = base_url
+        self._matches: dict[tuple[str, str], list[Stored]] = {}  # conditions settled in this write transaction
+        self._merging: list[AccessRecord] | None = None
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager
@@ -64,8 +67,11 @@ class Repository:
         try:
             with self.write_tx() as conn:
                 writer = Writer(conn, guard=self.access.guard)
-                yield writer
-                writer.finish()
+                try:
+                    yield writer
+                    writer.finish()
+                finally:
+                    self._matches.clear()
         except FhirError as err:
             if err.status == 403 and not err.audited:
                 # A guard refused a version inside the transaction, which rolled back: audit it anew.
@@ -98,6 +104,40 @@ class Repository:
 
     def _record(self, conn: Connection, rec: AccessRecord) -> None:
         self.access.record(conn, rec)
+
+    def _record_write(self, conn: Connection, rec: AccessRecord) -> None:
+        if self._merging is not None:
+            self._merging.append(rec)
+        else:
+            self.access.record(conn, rec)
+
+    @contextmanager
+    def merged_records(self, conn: Connection) -> Iterator[None]:
+        """The writes of a batch are audited together at its end: one entry per action and type for
+        each patient, naming every resource written, instead of one per resource."""
+        self._merging = []
+        try:
+            yield
+            merged: dict[tuple[str, str | None], AccessRecord] = {}
+            for rec in self._merging:
+                key = (rec.action, rec.res_type)
+                into = merged.setdefault(key, AccessRecord(rec.action, rec.res_type, rec.outcome))
+                into.resource_ids.extend(rec.resource_ids)
+                into.patients.extend(p for p in rec.patients if p not in into.patients)
+            for rec in merged.values():
+                self.access.record(conn, rec)
+        finally:
+            self._merging = None
+            self._matches.clear()
+
+    def record_mark(self) -> tuple[int, dict[tuple[str, str], list[Stored]]]:
+        return (len(self._merging) if self._merging is not None else 0), dict(self._matches)
+
+    def forget_since(self, mark: tuple[int, dict[tuple[str, str], list[Stored]]]) -> None:
+        """After a savepoint rolled back: the audit records and settled conditions of what it undid."""
+        if self._merging is not None:
+            del self._merging[mark[0] :]
+        self._matches = mark[1]
 
     def _check_read(self, res_type: str | None, action: str, ref: str) -> None:
         try:
@@ -308,7 +348,7 @@ class Repository:
 
     def _written(self, writer: Writer, action: str, result: WriteResult) -> WriteResult:
         s = result.stored
-        self._record(writer.conn, AccessRecord(action, s.res_type, "allowed", [s.location], _pat(s)))
+        self._record_write(writer.conn, AccessRecord(action, s.res_type, "allowed", [s.location], _pat(s)))
         return result
 
     def create(self, res: dict[str, Any], *, if_none_exist: str | None = None) -> WriteResult:
@@ -325,7 +365,10 @@ class Repository:
                 raise FhirError.of(412, "multiple-matches", f"If-None-Exist matched {len(matches)} resources")
             if matches:
                 return WriteResult(matches[0], created=False, changed=False)
-        return self._written(writer, "create", writer.put(res, new_id(), fresh=True))
+        result = self._written(writer, "create", writer.put(res, new_id(), fresh=True))
+        if if_none_exist:
+            self._matches[(res_type, if_none_exist)] = [result.stored]  # a later entry with it finds this one
+        return result
 
     def update(self, res: dict[str, Any], res_id: str, *, if_match: int | None = None) -> WriteResult:
         res_type = _type_of(res)
@@ -368,33 +411,81 @@ class Repository:
 
     def delete_in(self, writer: Writer, res_type: str, res_id: str) -> WriteResult | None:
         result = writer.delete(res_type, res_id)
-        self._record(writer.conn, AccessRecord("delete", res_type, "allowed", [f"{res_type}/{res_id}"]))
+        self._record_write(writer.conn, AccessRecord("delete", res_type, "allowed", [f"{res_type}/{res_id}"]))
         return result
 
     def _match_identifier(self, conn: Connection, res_type: str, value: str) -> list[Stored] | None:
         """The common condition of producers' writes, `identifier=system|value`, by one indexed
         lookup instead of a compiled search. None when the value is not of that plain form."""
-        system, _, code = value.partition("|")
-        if not system or not code or "," in value or "\\" in value:
+        plain = _plain_identifier(value)
+        if plain is None:
             return None
+        found = self._by_identifiers(conn, res_type, [plain])
+        return found.get(plain, [])
+
+    def _by_identifiers(
+        self, conn: Connection, res_type: str, idents: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Stored]]:
+        """The live resources this caller may match, by (system, value) of their identifier: at most
+        two each, oldest first."""
         t = idx_token.c
-        by_identifier = select(t.rid).where(
-            and_(t.res_type == res_type, t.param == "identifier", t.code == cut(code), t.system == cut(system))
-        )
-        conds = [resource.c.res_type == res_type, resource.c.deleted.is_(False), resource.c.rid.in_(by_identifier)]
+        codes = sorted({code for _, code in idents})
+        conds = [
+            resource.c.res_type == res_type,
+            resource.c.deleted.is_(False),
+            t.res_type == res_type,
+            t.param == "identifier",
+            t.code.in_(codes) if len(codes) > 1 else t.code == codes[0],
+        ]
+        if len(idents) == 1:
+            conds.append(t.system == idents[0][0])
         extra = self.access.match_filter(res_type, resource)
         if extra is not None:
             conds.append(extra)
-        rows = conn.execute(select(resource).where(and_(*conds)).order_by(resource.c.rid).limit(2)).all()
-        return [row_to_stored(row) for row in rows]
+        q = select(t.system, t.code, resource).join(idx_token, idx_token.c.rid == resource.c.rid)
+        wanted = set(idents)
+        out: dict[tuple[str, str], list[Stored]] = {}
+        for row in conn.execute(q.where(and_(*conds)).order_by(resource.c.rid)):
+            key = (row.system, row.code)
+            if key in wanted and len(out.setdefault(key, [])) < 2:
+                stored = row_to_stored(row)
+                if all(s.rid != stored.rid for s in out[key]):
+                    out[key].append(stored)
+        return out
+
+    def preload_matches(self, conn: Connection, conditions: list[tuple[str, str]]) -> None:
+        """Settle many `identifier=system|value` conditions (a batch's conditional creates) with one
+        lock statement and one lookup per type, instead of two statements each."""
+        by_type: dict[str, dict[tuple[str, str], str]] = {}
+        for res_type, cond in dict.fromkeys(conditions):
+            pairs = parse_qsl(cond, keep_blank_values=True)
+            if (res_type, cond) in self._matches or len(pairs) != 1 or pairs[0][0] != "identifier":
+                continue
+            plain = _plain_identifier(pairs[0][1])
+            if plain is not None:
+                by_type.setdefault(res_type, {})[plain] = cond
+        if not by_type:
+            return
+        if conn.dialect.name == "postgresql":
+            keys = sorted(f"{res_type}?{cond}" for res_type, conds in by_type.items() for cond in conds.values())
+            conn.exec_driver_sql(
+                "SELECT count(pg_advisory_xact_lock(h)) FROM"
+                " (SELECT hashtext(k) AS h FROM unnest(%s::text[]) AS k ORDER BY 1) AS locks",
+                (keys,),
+            )
+        for res_type, conds in by_type.items():
+            found = self._by_identifiers(conn, res_type, list(conds))
+            for plain, cond in conds.items():
+                self._matches[(res_type, cond)] = found.get(plain, [])
 
     def _match(self, conn: Connection, res_type: str, query: str) -> list[Stored]:
+        settled = self._matches.get((res_type, query))
+        if settled is not None:
+            return settled
         if conn.dialect.name == "postgresql":
             # Serialise conditional creates/updates with the same condition until commit, so two
             # concurrent ones cannot both find nothing and both create.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{res_type}?{query}",))
-        from urllib.parse import parse_qsl
-
         pairs = parse_qsl(query.split("?", 1)[-1], keep_blank_values=True)
         if not pairs:
             raise invalid("a conditional operation needs search parameters")
@@ -407,6 +498,14 @@ class Repository:
         req.total = "none"
         page = builder.run(conn, req, BuildContext(self.base_url, now_us()), self.access.match_filter)
         return page.rows
+
+
+def _plain_identifier(value: str) -> tuple[str, str] | None:
+    """`system|value` with nothing that needs the search engine (no list, no escapes), as indexed."""
+    system, _, code = value.partition("|")
+    if not system or not code or "," in value or "\\" in value:
+        return None
+    return cut(system), cut(code)
 
 
 def _type_of(res: Any) -> str:

@@ -143,12 +143,13 @@ class Writer:
         self.flush()
 
     def mark(self) -> dict[str, int]:
-        return {kind: len(batch) for kind, batch in self._pending.items()}
+        return {"reports": len(self._reports)} | {kind: len(batch) for kind, batch in self._pending.items()}
 
     def rollback_to(self, mark: dict[str, int]) -> None:
         """After a savepoint rolled back: drop what was buffered since `mark`, forget caches."""
         for kind, batch in self._pending.items():
             del batch[mark[kind] :]
+        del self._reports[mark["reports"] :]
         self._patients.clear()
         self.reservations.clear()
         self._codes_seen.clear()
