@@ -239,6 +239,19 @@ def test_batch_entries_are_independent(client: TestClient) -> None:
     assert count(client, "Organization") == 1
 
 
+def test_prefer_return_minimal_answers_entries_without_the_resource(client: TestClient) -> None:
+    for kind in ("batch", "transaction"):
+        bundle = tx(post(patient(FNR_1 if kind == "batch" else FNR_2)), post(organization()), kind=kind)
+        r = client.post("/fhir", json=bundle, headers={"prefer": "return=minimal"})
+        assert r.status_code == 200, r.text
+        entries = r.json()["entry"]
+        assert [status(e) for e in entries] == [201, 201]
+        for e in entries:
+            assert "resource" not in e
+            assert e["response"]["location"] and e["response"]["etag"] == 'W/"1"'
+    assert count(client, "Patient") == 2
+
+
 def test_batch_entry_errors_do_not_stop_later_entries(client: TestClient) -> None:
     existing = create(client, patient(FNR_1))
     bundle = tx(

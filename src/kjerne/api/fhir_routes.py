@@ -232,7 +232,8 @@ async def history(request: Request) -> FhirResponse:
 async def system_root(request: Request) -> FhirResponse:
     body = await json_body(request, settings(request).max_body_bytes)
     repo = await run_in_threadpool(repo_for, request)
-    return FhirResponse(await run_in_threadpool(BundleProcessor(repo).process, body))
+    processor = BundleProcessor(repo, minimal="return=minimal" in request.headers.get("prefer", ""))
+    return FhirResponse(await run_in_threadpool(processor.process, body))
 
 
 async def audit_log(request: Request) -> FhirResponse:

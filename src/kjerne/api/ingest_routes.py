@@ -95,7 +95,8 @@ async def maledata(request: Request) -> Response:
             if ident is not None:
                 req["ifNoneExist"] = f"identifier={quote(ident['system'], safe=':/')}|{quote(ident['value'], safe='')}"
 
-    response = await run_in_threadpool(BundleProcessor(repo).batch, bundle, prepare=once_per_identifier)
+    processor = BundleProcessor(repo, minimal="return=minimal" in request.headers.get("prefer", ""))
+    response = await run_in_threadpool(processor.batch, bundle, prepare=once_per_identifier)
     return FhirResponse(response)
 
 

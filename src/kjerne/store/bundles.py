@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 from sqlalchemy.exc import DBAPIError
 
 from kjerne.access.context import AccessRecord
@@ -89,8 +90,11 @@ def _rewrite(node: Any, mapping: dict[str, str], where: str, problems: list[Issu
 
 
 class BundleProcessor:
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, *, minimal: bool = False) -> None:
+        """`minimal` (the client's `Prefer: return=minimal`): each written entry answers with its status,
+        location and version only, not the stored resource."""
         self.repo = repo
+        self.minimal = minimal
 
     def process(self, bundle: Any) -> dict[str, Any]:
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
@@ -175,6 +179,7 @@ class BundleProcessor:
                 full = e.get("fullUrl")
                 if full and res_id:
                     mapping[full] = f"{res_type}/{res_id}"
+            writer.reserve_rids(len(fresh))
             problems: list[Issue] = []
             for i, method, e in plan:
                 if method in ("POST", "PUT") and i in targets:
@@ -209,6 +214,7 @@ class BundleProcessor:
                     raise FhirError(err.status, [_at(issue, i) for issue in err.issues], audited=err.audited) from err
             written = [r["_resource"] for r in responses.values() if "_resource" in r]
             if after is not None:
+                writer.flush()
                 after(writer, written)
             self.repo._record(
                 conn,
@@ -229,7 +235,8 @@ class BundleProcessor:
             entry: dict[str, Any] = {"response": resp}
             if stored is not None:
                 entry["fullUrl"] = f"{self.repo.base_url.rstrip('/')}/{stored.res_type}/{stored.res_id}"
-                entry["resource"] = stored.resource()
+                if not self.minimal:
+                    entry["resource"] = stored.resource()
             elif "_body" in resp:
                 entry["resource"] = resp.pop("_body")
             out_entries.append(entry)
@@ -287,6 +294,7 @@ class BundleProcessor:
                 for i in writes:
                     prepare(i, entries[i])
             self.repo.preload_matches(conn, _conditions(entries, writes))
+            writer.reserve_rids(len(writes))
             out = {i: self._batch_write(writer, i, entries[i]) for i in writes}
             writer.flush()
             savepoint.commit()
@@ -308,14 +316,15 @@ class BundleProcessor:
         responses: dict[int, dict[str, Any]] = {}
         for i in writes:
             e = entries[i]
+            # What earlier entries buffered is written before this entry's savepoint opens: a flush
+            # inside it (a conditional write flushes) would be undone with this entry.
+            writer.flush()
             mark, records = writer.mark(), self.repo.record_mark()
             try:
                 if prepare is not None:
                     prepare(i, e)
                 with writer.conn.begin_nested():
                     responses[i] = self._batch_write(writer, i, e)
-                if writer._pending_count >= 500:
-                    writer.flush()  # between entries, never inside one entry's savepoint
             except FhirError as err:
                 writer.rollback_to(mark)
                 self.repo.forget_since(records)
@@ -348,10 +357,11 @@ class BundleProcessor:
             raise invalid("POST and PUT entries need a resource", where + ".resource")
         if res.get("resourceType") != res_type:
             raise invalid("resource type does not match request.url", where + ".resource")
-        problems: list[Issue] = []
-        res = _rewrite(res, {}, where + ".resource", problems)
-        if problems:
-            raise FhirError(400, problems)
+        if b"urn:uuid:" in orjson.dumps(res):  # nothing to resolve in a batch; such references are errors
+            problems: list[Issue] = []
+            res = _rewrite(res, {}, where + ".resource", problems)
+            if problems:
+                raise FhirError(400, problems)
         try:
             if method == "POST":
                 repo.check_write_in(writer, "create", res_type, res, res_type)
@@ -372,7 +382,8 @@ class BundleProcessor:
         except FhirError as err:
             raise FhirError(err.status, [_at(issue, i) for issue in err.issues], audited=err.audited) from None
         resp = _response(result, method)
-        resp["_body"] = result.stored.resource()
+        if not self.minimal:
+            resp["_body"] = result.stored.resource()
         return resp
 
     def _read_entry(self, e: dict[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,7 @@ class Repository:
         self.base_url = base_url
         self._matches: dict[tuple[str, str], list[Stored]] = {}  # conditions settled in this write transaction
         self._merging: list[AccessRecord] | None = None
+        self._writer: Writer | None = None  # of the write transaction under way
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager
@@ -67,11 +68,13 @@ class Repository:
         try:
             with self.write_tx() as conn:
                 writer = Writer(conn, guard=self.access.guard)
+                self._writer = writer
                 try:
                     yield writer
                     writer.finish()
                 finally:
                     self._matches.clear()
+                    self._writer = None
         except FhirError as err:
             if err.status == 403 and not err.audited:
                 # A guard refused a version inside the transaction, which rolled back: audit it anew.
@@ -482,6 +485,8 @@ class Repository:
         settled = self._matches.get((res_type, query))
         if settled is not None:
             return settled
+        if self._writer is not None and self._writer.conn is conn:
+            self._writer.flush()  # what this transaction wrote so far must be found
         if conn.dialect.name == "postgresql":
             # Serialise conditional creates/updates with the same condition until commit, so two
             # concurrent ones cannot both find nothing and both create.

@@ -16,13 +16,14 @@ applied to the value in the canonical unit, which is reported in `Checked.canoni
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
+
+import orjson
 
 from kjerne.fhir.identifiers import PERSON_SYSTEMS
 from kjerne.fhir.outcome import Issue
@@ -138,7 +139,7 @@ def apply_interpretation(obs: Mapping[str, Any], checked: Checked) -> dict[str, 
     failed the check: a rejected measurement is not stored, so it has nothing to be flagged on."""
     if checked.errors:
         raise ValueError("cannot flag an Observation that failed the plausibility check")
-    out = copy.deepcopy(dict(obs))
+    out = orjson.loads(orjson.dumps(obs))  # a deep copy; much faster than copy.deepcopy
     if checked.interpretation:
         out["interpretation"] = [{"coding": [dict(c) for c in checked.interpretation]}]
     for result in checked.components:
