@@ -18,6 +18,7 @@ message, from as many threads, without parsing, mapping, lifecycle, ingest log, 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import shutil
@@ -132,7 +133,8 @@ def main() -> int:
                           workers=1, profile=prof, **common)
                 hot = m.top_hotspots(prof)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.environ.get("KJERNE_BENCH_KEEP"):
+            shutil.rmtree(tmp, ignore_errors=True)
 
     headers, rows = m.table(runs, "reports", "message")
     headers[1] = "reports/s"

@@ -373,8 +373,12 @@ class AccessPolicy:
         neither reveal nor overwrite another's data); a person's match only what they may read."""
         if self.principal.kind == "system":
             source = PRODUCER_SOURCE + (self.principal.org or self.principal.subject)
-            own = select(idx_uri.c.rid).where(and_(idx_uri.c.param == "_source", idx_uri.c.value == source))
-            return table.c.rid.in_(own)
+            # Correlated, so that only the candidate rows are checked, never all that the producer sent.
+            return (
+                select(idx_uri.c.rid)
+                .where(and_(idx_uri.c.rid == table.c.rid, idx_uri.c.param == "_source", idx_uri.c.value == source))
+                .exists()
+            )
         return self.read_filter(res_type, table)
 
     def guard(self, resource: dict[str, Any], existing: Any) -> None:

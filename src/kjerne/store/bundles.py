@@ -137,6 +137,7 @@ class BundleProcessor:
             mapping: dict[str, str] = {}
             targets: dict[int, tuple[str, str | None, bool]] = {}  # entry → (type, id, skip)
             fresh: set[int] = set()  # entries whose id was made here: nothing to look up
+            self.repo.preload_matches(conn, _transaction_conditions(plan))
             # First pass: decide every new id so references can be rewritten before anything is stored.
             for i, method, e in sorted(plan, key=lambda p: _ORDER[p[1]]):
                 where = f"Bundle.entry[{i}]"
@@ -162,7 +163,10 @@ class BundleProcessor:
                     found = self.repo._match(conn, res_type, query)
                     if len(found) > 1:
                         raise FhirError.of(412, "multiple-matches", f"{where}: the condition matched {len(found)}")
-                    res_id = found[0].res_id if found else ((e.get("resource") or {}).get("id") or new_id())
+                    res_id = found[0].res_id if found else (e.get("resource") or {}).get("id")
+                    if res_id is None:
+                        res_id = new_id()
+                        fresh.add(i)
                 elif method == "DELETE" and query:
                     found = self.repo._match(conn, res_type, query)
                     res_id = found[0].res_id if found else None
@@ -199,9 +203,7 @@ class BundleProcessor:
                     if res.get("resourceType") != res_type:
                         raise invalid("resource type does not match request.url", f"Bundle.entry[{i}].resource")
                     if skip:
-                        from kjerne.store.writer import current
-
-                        existing = current(conn, res_type, res_id)  # type: ignore[arg-type]
+                        existing = writer.current(res_type, res_id)  # type: ignore[arg-type]
                         assert existing is not None
                         responses[i] = _response(WriteResult(existing, False, False), "POST")
                         continue
@@ -214,7 +216,6 @@ class BundleProcessor:
                     raise FhirError(err.status, [_at(issue, i) for issue in err.issues], audited=err.audited) from err
             written = [r["_resource"] for r in responses.values() if "_resource" in r]
             if after is not None:
-                writer.flush()
                 after(writer, written)
             self.repo._record(
                 conn,
@@ -411,6 +412,18 @@ def _conditions(entries: list[dict[str, Any]], writes: list[int]) -> list[tuple[
             cond = req.get("ifNoneExist")
             if isinstance(cond, str) and isinstance(res.get("resourceType"), str):
                 out.append((res["resourceType"], cond))
+    return out
+
+
+def _transaction_conditions(plan: list[tuple[int, str, dict[str, Any]]]) -> list[tuple[str, str]]:
+    out = []
+    for _, method, e in plan:
+        url = e["request"]["url"]
+        if method == "POST" and isinstance(e["request"].get("ifNoneExist"), str):
+            out.append((url.split("?", 1)[0].strip("/"), e["request"]["ifNoneExist"]))
+        elif method in ("PUT", "DELETE") and "?" in url:
+            res_type, query = url.split("?", 1)
+            out.append((res_type.strip("/"), query))
     return out
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import Connection, Engine, and_, literal, select, union_all
+from sqlalchemy import Connection, Engine, and_, literal, or_, select, true, union_all
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from kjerne.access.context import UNRESTRICTED, AccessContext, AccessRecord
@@ -423,33 +423,38 @@ class Repository:
         plain = _plain_identifier(value)
         if plain is None:
             return None
-        found = self._by_identifiers(conn, res_type, [plain])
-        return found.get(plain, [])
+        found = self._by_identifiers(conn, [(res_type, *plain)])
+        return found.get((res_type, *plain), [])
 
     def _by_identifiers(
-        self, conn: Connection, res_type: str, idents: list[tuple[str, str]]
-    ) -> dict[tuple[str, str], list[Stored]]:
-        """The live resources this caller may match, by (system, value) of their identifier: at most
-        two each, oldest first."""
+        self, conn: Connection, idents: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], list[Stored]]:
+        """The live resources this caller may match, by (type, system, value) of their identifier: at
+        most two each, oldest first. One statement for all."""
         t = idx_token.c
-        codes = sorted({code for _, code in idents})
+        types = sorted({res_type for res_type, _, _ in idents})
+        codes = sorted({code for _, _, code in idents})
         conds = [
-            resource.c.res_type == res_type,
             resource.c.deleted.is_(False),
-            t.res_type == res_type,
+            t.res_type.in_(types) if len(types) > 1 else t.res_type == types[0],
             t.param == "identifier",
             t.code.in_(codes) if len(codes) > 1 else t.code == codes[0],
+            resource.c.res_type == t.res_type,
         ]
         if len(idents) == 1:
-            conds.append(t.system == idents[0][0])
-        extra = self.access.match_filter(res_type, resource)
-        if extra is not None:
-            conds.append(extra)
+            conds.append(t.system == idents[0][1])
+        filters = {res_type: self.access.match_filter(res_type, resource) for res_type in types}
+        if len(types) == 1 and filters[types[0]] is not None:
+            conds.append(filters[types[0]])  # type: ignore[arg-type]
+        elif any(f is not None for f in filters.values()):
+            conds.append(
+                or_(*(and_(resource.c.res_type == ty, f if f is not None else true()) for ty, f in filters.items()))
+            )
         q = select(t.system, t.code, resource).join(idx_token, idx_token.c.rid == resource.c.rid)
         wanted = set(idents)
-        out: dict[tuple[str, str], list[Stored]] = {}
+        out: dict[tuple[str, str, str], list[Stored]] = {}
         for row in conn.execute(q.where(and_(*conds)).order_by(resource.c.rid)):
-            key = (row.system, row.code)
+            key = (row.res_type, row.system, row.code)
             if key in wanted and len(out.setdefault(key, [])) < 2:
                 stored = row_to_stored(row)
                 if all(s.rid != stored.rid for s in out[key]):
@@ -459,35 +464,36 @@ class Repository:
     def preload_matches(self, conn: Connection, conditions: list[tuple[str, str]]) -> None:
         """Settle many `identifier=system|value` conditions (a batch's conditional creates) with one
         lock statement and one lookup per type, instead of two statements each."""
-        by_type: dict[str, dict[tuple[str, str], str]] = {}
+        wanted: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
         for res_type, cond in dict.fromkeys(conditions):
             pairs = parse_qsl(cond, keep_blank_values=True)
             if (res_type, cond) in self._matches or len(pairs) != 1 or pairs[0][0] != "identifier":
                 continue
             plain = _plain_identifier(pairs[0][1])
             if plain is not None:
-                by_type.setdefault(res_type, {})[plain] = cond
-        if not by_type:
+                wanted.setdefault((res_type, *plain), []).append((res_type, cond))
+        if not wanted:
             return
         if conn.dialect.name == "postgresql":
-            keys = sorted(f"{res_type}?{cond}" for res_type, conds in by_type.items() for cond in conds.values())
+            keys = sorted(f"{res_type}?{cond}" for conds in wanted.values() for res_type, cond in conds)
             conn.exec_driver_sql(
                 "SELECT count(pg_advisory_xact_lock(h)) FROM"
                 " (SELECT hashtext(k) AS h FROM unnest(%s::text[]) AS k ORDER BY 1) AS locks",
                 (keys,),
             )
-        for res_type, conds in by_type.items():
-            found = self._by_identifiers(conn, res_type, list(conds))
-            for plain, cond in conds.items():
-                self._matches[(res_type, cond)] = found.get(plain, [])
+        found = self._by_identifiers(conn, list(wanted))
+        for key, conds in wanted.items():
+            for cond in conds:
+                self._matches[cond] = found.get(key, [])
 
-    def _match(self, conn: Connection, res_type: str, query: str) -> list[Stored]:
+    def _match(self, conn: Connection, res_type: str, query: str, *, lock: bool = True) -> list[Stored]:
+        """`lock`: for a conditional write; a plain look-up outside a write transaction needs none."""
         settled = self._matches.get((res_type, query))
         if settled is not None:
             return settled
         if self._writer is not None and self._writer.conn is conn:
             self._writer.flush()  # what this transaction wrote so far must be found
-        if conn.dialect.name == "postgresql":
+        if lock and conn.dialect.name == "postgresql":
             # Serialise conditional creates/updates with the same condition until commit, so two
             # concurrent ones cannot both find nothing and both create.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{res_type}?{query}",))

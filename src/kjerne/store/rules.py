@@ -208,6 +208,7 @@ def after_consent(writer: Writer, consent: dict[str, Any], patient: str | None, 
         restriction = r.patient_restriction(consent, patient, now)
         if restriction is not None:
             writer.flush()
+            writer.forget_recent()
             purge_service_data(writer.conn, patient, restriction.services)
             writer.reservations.pop(patient, None)
         return
@@ -247,14 +248,12 @@ def apply_restrictions(writer: Writer, root: str, *, ruled_on_delay: bool = Fals
     owners = sorted({o for c in consents if r.consent_category(c) == r.SKJERMING for o in _actors(c)})
     releases = [r.release_after(c) for c in consents if r.consent_category(c) == r.UTSATT]
     release = None if (not releases or None in releases) else max(releases, key=lambda v: _instant_or_zero(v))
-    from kjerne.store.writer import current
-
     res_type, res_id = root.split("/", 1)
-    stored = current(writer.conn, res_type, res_id)
+    stored = writer.current(res_type, res_id)
     default = default_release_of(stored.resource()) if stored is not None else None  # a tombstone keeps it
     if ruled_on_delay:
         default = None
-    for ref in target_closure(writer.conn, [root]):
+    for ref in target_closure(writer, [root]):
         relabel(writer, ref, kinds, owners, release, default)
 
 
@@ -307,10 +306,8 @@ def relabel(
     release: str | None,
     default_release: str | None = None,
 ) -> None:
-    from kjerne.store.writer import current
-
     res_type, res_id = ref.split("/", 1)
-    stored = current(writer.conn, res_type, res_id, for_update=True)
+    stored = writer.current(res_type, res_id, for_update=True)
     if stored is None:
         return
     res = stored.resource()
@@ -335,11 +332,9 @@ def relabel(
         writer.put(res, res_id, keep_labels=False, guarded=False)
 
 
-def target_closure(conn: Connection, refs: list[str]) -> list[str]:
+def target_closure(writer: Writer, refs: list[str]) -> list[str]:
     """A report and every result under it (hasMember hierarchies included): a restriction on a report
     covers its observations."""
-    from kjerne.store.writer import current
-
     out: list[str] = []
     todo = list(refs)
     while todo:
@@ -348,10 +343,10 @@ def target_closure(conn: Connection, refs: list[str]) -> list[str]:
             continue
         out.append(ref)
         res_type, res_id = ref.split("/", 1)
-        stored = current(conn, res_type, res_id)
+        stored = writer.current(res_type, res_id)
         if stored is None:
             continue
-        res = stored.resource() if not stored.deleted else _last_live_version(conn, stored.rid)
+        res = stored.resource() if not stored.deleted else _last_live_version(writer.conn, stored.rid)
         for key in ("result", "hasMember"):
             for child in res.get(key, []):
                 child_ref = child.get("reference")
@@ -380,10 +375,8 @@ def set_label(
     release: str | None,
     default_release: str | None = None,
 ) -> None:
-    from kjerne.store.writer import current
-
     res_type, res_id = ref.split("/", 1)
-    stored = current(writer.conn, res_type, res_id, for_update=True)
+    stored = writer.current(res_type, res_id, for_update=True)
     if stored is None or stored.deleted:
         return
     res = stored.resource()
@@ -393,16 +386,15 @@ def set_label(
             _set_default_release(res, default_release)
     else:
         remove_label(res, kind)
-    writer.put(res, res_id, keep_labels=False, guarded=False)
+    if not writer.relabel_in_place(stored, res):
+        writer.put(res, res_id, keep_labels=False, guarded=False)
 
 
 def propagate_report_labels(writer: Writer, report_refs: list[str]) -> None:
     """After a unit of writes: results stored beside a labelled report get the report's labels."""
-    from kjerne.store.writer import current
-
     for ref in report_refs:
         res_type, res_id = ref.split("/", 1)
-        stored = current(writer.conn, res_type, res_id)
+        stored = writer.current(res_type, res_id)
         if stored is None or stored.deleted:
             continue
         report = stored.resource()
@@ -413,6 +405,6 @@ def propagate_report_labels(writer: Writer, report_refs: list[str]) -> None:
         ]
         if not labels:
             continue
-        for child in target_closure(writer.conn, [ref])[1:]:
+        for child in target_closure(writer, [ref])[1:]:
             for kind in labels:
                 set_label(writer, child, kind, True, _owner(report), _release(report), default_release_of(report))

@@ -94,6 +94,7 @@ _DELETE_INDEX["obs"] = delete(idx_obs).where(idx_obs.c.rid == bindparam("r"))
 _INSERT_INDEX = {kind: insert(t) for kind, t in INDEX_TABLES.items()}
 _INSERT_INDEX["obs"] = insert(idx_obs)
 _INDEX_BY_KIND = {**INDEX_TABLES, "obs": idx_obs}
+_COPY_FROM = 20  # rows; a COPY costs more round trips than one multi-row INSERT below this
 
 
 def current(conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Stored | None:
@@ -121,9 +122,25 @@ class Writer:
         self._pending: dict[str, list[dict[str, Any]]] = {kind: [] for kind in _INSERT_INDEX}
         self._pending_count = 0
         self._codes_seen: set[tuple[str, str, str]] = set()
+        self._codes: list[dict[str, str]] = []  # new patient_code rows, written at flush
         self.auto_flush = True  # off while a caller runs entries in savepoints and flushes between them
         self._rids: list[int] = []  # row ids taken from the sequence beforehand (PostgreSQL)
         self._new_rows: list[dict[str, Any]] = []  # resource rows of new resources, written at flush
+        self._written: set[tuple[int, int]] = set()  # (rid, version) of the versions this transaction wrote
+        self._recent: dict[tuple[str, str], Stored] = {}  # the current versions this transaction wrote
+        self._buffered: set[int] = set()  # rids whose resource row waits in _new_rows
+
+    def forget_recent(self) -> None:
+        """Before rows are removed behind the writer's back (a purge): write what waits, drop the cache."""
+        self.flush()
+        self._recent.clear()
+
+    def current(self, res_type: str, res_id: str, *, for_update: bool = False) -> Stored | None:
+        """The current version, found among those this transaction wrote before asking the database."""
+        mine = self._recent.get((res_type, res_id))
+        if mine is not None:
+            return mine
+        return current(self.conn, res_type, res_id, for_update=for_update)
 
     def reserve_rids(self, n: int) -> None:
         """Take `n` row ids in one round trip, so that up to `n` new resources go in by COPY at the next
@@ -143,15 +160,15 @@ class Writer:
     def finish(self) -> None:
         """Call once after a unit of writes, before commit: results stored beside a restricted report
         take its restriction labels."""
-        self.flush()
         reports, self._reports = self._reports, []
-        rules.propagate_report_labels(self, reports)
+        rules.propagate_report_labels(self, reports)  # on rows still waiting to be written, where they can
         self.flush()
 
     def relabel_tombstone(self, stored: Stored, tombstone: dict[str, Any]) -> None:
         """A deleted resource's restriction labels change in place (no new version): its history stays
         exactly as hidden as the restrictions that are still active say."""
         self.flush()
+        self._recent.pop((stored.res_type, stored.res_id), None)
         content = orjson.dumps(tombstone)
         self.conn.execute(update(resource).where(resource.c.rid == stored.rid).values(content=content))
         for stmt in _DELETE_INDEX.values():
@@ -159,8 +176,37 @@ class Writer:
         self._write_index(stored.rid, stored.res_type, stored.patient, _meta_rows(tombstone))
         self.flush()
 
+    def relabel_in_place(self, stored: Stored, res: dict[str, Any]) -> bool:
+        """A version this transaction wrote takes new restriction labels without a new version: nobody
+        can have read it yet. False (nothing done) when `stored` is not such a version."""
+        if stored.deleted or (stored.rid, stored.version) not in self._written:
+            return False
+        conn, rid, content = self.conn, stored.rid, orjson.dumps(res)
+        if rid in self._buffered:  # not in the database yet: change the rows waiting to be written
+            for row in self._new_rows:
+                if row["rid"] == rid:
+                    row["content"] = content
+            self._pending["token"] = [
+                t for t in self._pending["token"] if t["rid"] != rid or t["param"] != "_security"
+            ]
+            self._pending["date"] = [d for d in self._pending["date"] if d["rid"] != rid or d["param"] != "_release"]
+        else:
+            self.flush()
+            conn.execute(update(resource).where(resource.c.rid == rid).values(content=content))
+            token, date = INDEX_TABLES["token"], INDEX_TABLES["date"]
+            conn.execute(delete(token).where(and_(token.c.rid == rid, token.c.param == "_security")))
+            conn.execute(delete(date).where(and_(date.c.rid == rid, date.c.param == "_release")))
+        labels = [t for t in extract(res).tokens if t[0] == "_security"]
+        self._write_index(
+            rid, stored.res_type, stored.patient, IndexRows(labels, [], rules.extra_index_rows(res), [], [], [], [])
+        )
+        self._recent[(stored.res_type, stored.res_id)] = Stored(
+            rid, stored.res_type, stored.res_id, stored.version, stored.last_updated, False, stored.patient, content
+        )
+        return True
+
     def mark(self) -> dict[str, int]:
-        return {"reports": len(self._reports), "resources": len(self._new_rows)} | {
+        return {"reports": len(self._reports), "resources": len(self._new_rows), "codes": len(self._codes)} | {
             kind: len(batch) for kind, batch in self._pending.items()
         }
 
@@ -170,6 +216,9 @@ class Writer:
             del batch[mark[kind] :]
         del self._reports[mark["reports"] :]
         del self._new_rows[mark["resources"] :]  # their row ids are not reused: gaps are harmless
+        self._buffered = {row["rid"] for row in self._new_rows}
+        del self._codes[mark["codes"] :]
+        self._recent.clear()
         self._patients.clear()
         self.reservations.clear()
         self._codes_seen.clear()
@@ -208,9 +257,9 @@ class Writer:
         if self.validate_input:
             _validate_or_raise(res)
         resolve_person_references(self.conn, res, self._create_patient, self._patients)
-        if not fresh and self._new_rows:
-            self.flush()  # the version looked up below may be one buffered in this transaction
-        existing = None if fresh else current(self.conn, res_type, res_id, for_update=True)
+        existing = None if fresh else self.current(res_type, res_id, for_update=True)
+        if existing is not None and existing.rid in self._buffered:
+            self.flush()  # a new version replaces one still waiting to be written
         live = existing if existing is not None and not existing.deleted else None
         if self.guard is not None and guarded:
             self.guard(res, live)
@@ -229,9 +278,9 @@ class Writer:
         return self._store(res_type, res_id, res, existing, deleted=False)
 
     def delete(self, res_type: str, res_id: str) -> WriteResult | None:
-        if self._new_rows:
+        existing = self.current(res_type, res_id, for_update=True)
+        if existing is not None and existing.rid in self._buffered:
             self.flush()
-        existing = current(self.conn, res_type, res_id, for_update=True)
         if existing is None or existing.deleted:
             return None
         if self.guard is not None:
@@ -277,6 +326,7 @@ class Writer:
             if self._rids:
                 rid = self._rids.pop()
                 self._new_rows.append({"rid": rid, **row})
+                self._buffered.add(rid)
             else:
                 rid = conn.execute(_INSERT_RESOURCE, row).inserted_primary_key[0]
         else:
@@ -317,6 +367,8 @@ class Writer:
             self._pending["obs"].extend({"rid": rid, **row} for row in obs_rows)
             self._note_codes(obs_rows)
         stored = Stored(rid, res_type, res_id, version, now, deleted, patient, content)
+        self._written.add((rid, version))
+        self._recent[(res_type, res_id)] = stored
         if res_type == "Patient" and not deleted:
             # Identity lookups later in this transaction find this Patient without searching the index,
             # whose rows may still be buffered.
@@ -368,13 +420,7 @@ class Writer:
         if not fresh:
             return
         self._codes_seen |= fresh
-        values = [{"patient": p, "code": c, "system": s} for p, c, s in sorted(fresh)]
-        if self.conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            self.conn.execute(pg_insert(patient_code).on_conflict_do_nothing(), values)
-        else:
-            self.conn.execute(insert(patient_code).prefix_with("OR IGNORE"), values)
+        self._codes.extend({"patient": p, "code": c, "system": s} for p, c, s in sorted(fresh))
 
     def flush(self) -> None:
         """Write buffered index rows: one bulk write per index table instead of one per resource
@@ -384,15 +430,24 @@ class Writer:
         if self._new_rows:
             self._copy(resource.name, self._new_rows)
             self._new_rows.clear()
+            self._buffered.clear()
         for kind, batch in self._pending.items():
             if not batch:
                 continue
-            if copy:
+            if copy and len(batch) >= _COPY_FROM:
                 self._copy(_INDEX_BY_KIND[kind].name, batch)
             else:
                 self.conn.execute(_INSERT_INDEX[kind], batch)
             batch.clear()
         self._pending_count = 0
+        if self._codes:
+            if copy:
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                self.conn.execute(pg_insert(patient_code).on_conflict_do_nothing(), self._codes)
+            else:
+                self.conn.execute(insert(patient_code).prefix_with("OR IGNORE"), self._codes)
+            self._codes.clear()
 
     def _copy(self, table: str, rows: list[dict[str, Any]]) -> None:
         columns = list(rows[0])

@@ -24,7 +24,7 @@ from kjerne.store.bundles import BundleProcessor
 from kjerne.store.indexing import date_range
 from kjerne.store.records import Stored
 from kjerne.store.repository import Repository
-from kjerne.store.writer import Writer, current
+from kjerne.store.writer import Writer
 
 CANCELLED = ("cancelled", "entered-in-error")
 
@@ -55,7 +55,7 @@ def _report_entry(bundle: dict[str, Any]) -> dict[str, Any] | None:
 
 def _stored_report(repo: Repository, url: str) -> Stored | None:
     with repo.read_tx() as conn:
-        found = repo._match(conn, "DiagnosticReport", url.split("?", 1)[1])
+        found = repo._match(conn, "DiagnosticReport", url.split("?", 1)[1], lock=False)
     return found[0] if found else None
 
 
@@ -67,7 +67,7 @@ def _cancel_orphans(writer: Writer, previous_results: list[str], written: list[S
         if not cancel_all and ref in kept:
             continue
         res_type, res_id = ref.split("/", 1)
-        stored = current(writer.conn, res_type, res_id)
+        stored = writer.current(res_type, res_id)
         if stored is None or stored.deleted:
             continue
         res = stored.resource()
