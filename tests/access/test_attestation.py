@@ -190,9 +190,7 @@ def test_found_in_named_claim() -> None:
 def test_value_wrapped_entry() -> None:
     inner = example()
     del inner["type"]
-    found = find_attestation(
-        {"authorization_details": [{"type": ATTESTATION_TYPE, "version": "1.1", "value": inner}]}
-    )
+    found = find_attestation({"authorization_details": [{"type": ATTESTATION_TYPE, "version": "1.1", "value": inner}]})
     assert found is not None and parse_attestation(found).practitioner_pid == DOCTOR
 
 
@@ -287,9 +285,7 @@ def test_practitioner_mismatch(issuer: DevIssuer, verifier: TokenVerifier) -> No
         "helseid://claims/identity/security_level": "4",
         "helseid://claims/client/claims/orgnr_parent": ORG,
         "scope": "user/*.read",
-        "authorization_details": [
-            build_attestation(pid=NURSE, hpr=None, org=ORG, patients=[PATIENT], toa=NOW)
-        ],
+        "authorization_details": [build_attestation(pid=NURSE, hpr=None, org=ORG, patients=[PATIENT], toa=NOW)],
     }
     assert "another practitioner" in refused(verifier, issuer.sign_claims(claims))
 
@@ -304,9 +300,7 @@ def test_attestation_modified_after_signing(issuer: DevIssuer, verifier: TokenVe
     assert "signature" in refused(verifier, f"{header}.{forged_payload}.{signature}")
 
 
-def test_patient_outside_attestation_is_left_to_the_access_engine(
-    issuer: DevIssuer, verifier: TokenVerifier
-) -> None:
+def test_patient_outside_attestation_is_left_to_the_access_engine(issuer: DevIssuer, verifier: TokenVerifier) -> None:
     token = issuer.practitioner_token(hpr=HPR, pid=DOCTOR, org=ORG, patients=[PATIENT])
     attestation = verifier.verify(f"Bearer {token}").attestation
     assert attestation is not None

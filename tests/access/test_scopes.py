@@ -95,9 +95,7 @@ def test_empty() -> None:
 
 
 def test_restrictions_of_v2_query_scopes() -> None:
-    scopes = Scopes.parse(
-        "patient/Observation.rs?category=laboratory patient/Observation.rs?category=vital-signs"
-    )
+    scopes = Scopes.parse("patient/Observation.rs?category=laboratory patient/Observation.rs?category=vital-signs")
     assert scopes.restrictions("patient", "Observation", "read") == [
         {"category": "laboratory"},
         {"category": "vital-signs"},

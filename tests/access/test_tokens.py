@@ -224,9 +224,7 @@ def test_scheme_is_case_insensitive(issuer: DevIssuer, verifier: TokenVerifier) 
 # -- bad tokens -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "header", [None, "", "   ", "Basic dXNlcjpwYXNz", "Bearer", "Bearer a b", "Token abc"]
-)
+@pytest.mark.parametrize("header", [None, "", "   ", "Basic dXNlcjpwYXNz", "Bearer", "Bearer a b", "Token abc"])
 def test_missing_or_malformed_header(verifier: TokenVerifier, header: str | None) -> None:
     error = reject(verifier, header)
     assert "Bearer" in error.www_authenticate
@@ -263,9 +261,7 @@ def test_not_yet_valid(issuer: DevIssuer) -> None:
 
 
 def test_issued_in_the_future(issuer: DevIssuer, verifier: TokenVerifier) -> None:
-    reject(
-        verifier, bearer(issuer.sign_claims({"pid": CITIZEN, "acr": "4", "iat": int(NOW) + 600, "nbf": None}))
-    )
+    reject(verifier, bearer(issuer.sign_claims({"pid": CITIZEN, "acr": "4", "iat": int(NOW) + 600, "nbf": None})))
 
 
 def test_alg_none(issuer: DevIssuer, verifier: TokenVerifier) -> None:
@@ -307,9 +303,7 @@ def test_audience_list(issuer: DevIssuer, verifier: TokenVerifier) -> None:
 
 
 def test_wrong_issuer(issuer: DevIssuer, verifier: TokenVerifier) -> None:
-    error = reject(
-        verifier, bearer(issuer.sign_claims({"pid": CITIZEN, "acr": "4", "iss": "https://evil.example/"}))
-    )
+    error = reject(verifier, bearer(issuer.sign_claims({"pid": CITIZEN, "acr": "4", "iss": "https://evil.example/"})))
     assert "issuer" in error.message
 
 
@@ -342,9 +336,7 @@ def test_practitioner_missing_org(issuer: DevIssuer, verifier: TokenVerifier) ->
 
 
 def test_practitioner_security_level_3(issuer: DevIssuer, verifier: TokenVerifier) -> None:
-    error = reject(
-        verifier, bearer(issuer.sign_claims(practitioner_claims(issuer, **{CLAIM_SECURITY_LEVEL: "3"})))
-    )
+    error = reject(verifier, bearer(issuer.sign_claims(practitioner_claims(issuer, **{CLAIM_SECURITY_LEVEL: "3"}))))
     assert "level 4" in error.message
 
 

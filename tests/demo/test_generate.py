@@ -38,8 +38,7 @@ VITAL_CODES = {
     "29463-7": "27113001",
     "15074-8": "434912009",
 }
-VITAL_UNITS = {"8867-4": "/min", "2708-6": "%", "9279-1": "/min", "8310-5": "Cel", "29463-7": "kg",
-               "15074-8": "mmol/L"}
+VITAL_UNITS = {"8867-4": "/min", "2708-6": "%", "9279-1": "/min", "8310-5": "Cel", "29463-7": "kg", "15074-8": "mmol/L"}
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +155,7 @@ def test_references_resolve_in_the_same_or_an_earlier_bundle(bundles: list[dict]
 
 def test_every_resource_is_valid_fhir(all_resources: list[dict]) -> None:
     from kjerne.fhir import validation
+
     problems = {}
     for r in all_resources:
         issues = validation.validate(r)
@@ -399,8 +399,11 @@ def test_personas_match_the_data(by_type: dict[str, list[dict]], index: dict[str
     patients = {_identifier(p, OID_FNR): p for p in by_type["Patient"]}
     lab_subjects = {r["subject"]["reference"] for r in by_type["DiagnosticReport"] if _is_lab(r)}
     rad_subjects = {r["subject"]["reference"] for r in by_type["DiagnosticReport"] if _is_rad(r)}
-    vital_subjects = {o["subject"]["reference"] for o in by_type["Observation"]
-                      if _codes(o["category"][0], cat.OBS_CATEGORY) == ["vital-signs"]}
+    vital_subjects = {
+        o["subject"]["reference"]
+        for o in by_type["Observation"]
+        if _codes(o["category"][0], cat.OBS_CATEGORY) == ["vital-signs"]
+    }
     citizens = personas["citizens"]
     assert len(citizens) >= 5
     assert any(c["has_measurements"] for c in citizens) and any(not c["has_measurements"] for c in citizens)

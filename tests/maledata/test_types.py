@@ -282,6 +282,7 @@ def test_a_missing_file_is_refused(tmp_path: Path) -> None:
 
 def test_units_are_ucum_and_conversions_agree_with_the_unit_library() -> None:
     from kjerne.terminology import units
+
     glucose_molar_mass = 180.156
     for t in registry().all():
         for group in [t.units, *(c.units for c in t.components)]:

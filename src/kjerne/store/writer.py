@@ -186,9 +186,7 @@ class Writer:
             for row in self._new_rows:
                 if row["rid"] == rid:
                     row["content"] = content
-            self._pending["token"] = [
-                t for t in self._pending["token"] if t["rid"] != rid or t["param"] != "_security"
-            ]
+            self._pending["token"] = [t for t in self._pending["token"] if t["rid"] != rid or t["param"] != "_security"]
             self._pending["date"] = [d for d in self._pending["date"] if d["rid"] != rid or d["param"] != "_release"]
         else:
             self.flush()
