@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Engine
@@ -83,6 +84,19 @@ async def smart_configuration(request: Request) -> Response:
     )
 
 
+@asynccontextmanager
+async def _warm_up(app: Starlette) -> AsyncIterator[None]:
+    """Compile the message schemas before the first request rather than inside it: a cold server's
+    first messages would otherwise all wait for (and race to) the compilation."""
+    from starlette.concurrency import run_in_threadpool
+
+    from kjerne.services.provesvar.svarrapport_schema import apprec_validator, validator
+
+    await run_in_threadpool(validator)
+    await run_in_threadpool(apprec_validator)
+    yield
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -114,6 +128,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         exception_handlers={FhirError: _fhir_error, HTTPException: _http_error, Exception: _unexpected},
+        lifespan=_warm_up if gate is not None else None,
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -47,3 +47,4 @@ def test_damaged_messages(path) -> None:
         else:
             assert result.errors and all(": " in e for e in result.errors)
         assert apprec_validator().validate(etree.fromstring(apprec(result, data)))
+

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,8 +86,23 @@ def secure_parser() -> etree.XMLParser:
 _PARSER = secure_parser()
 
 
-@functools.cache
+# libxml2 compiles a schema that imports others unreliably when two threads do it at once (a cold
+# server's first concurrent messages): compile each schema once, under a lock.
+_COMPILING = threading.Lock()
+
+
 def validator() -> etree.XMLSchema:
+    with _COMPILING:
+        return _validator()
+
+
+def apprec_validator() -> etree.XMLSchema:
+    with _COMPILING:
+        return _apprec_validator()
+
+
+@functools.cache
+def _validator() -> etree.XMLSchema:
     imports = "".join(
         f'<import namespace="{ns}" schemaLocation="{(SCHEMA_DIR / f).as_uri()}"/>' for ns, f in SCHEMA_FILES.items()
     )
@@ -96,7 +112,7 @@ def validator() -> etree.XMLSchema:
 
 
 @functools.cache
-def apprec_validator() -> etree.XMLSchema:
+def _apprec_validator() -> etree.XMLSchema:
     doc = etree.parse(str(SCHEMA_DIR / SCHEMA_FILES[NS_APPREC]), _schema_parser())
     return etree.XMLSchema(doc)
 
