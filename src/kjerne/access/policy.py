@@ -115,6 +115,12 @@ class AccessPolicy:
         return self.basis in r.EMERGENCY_BASES or self.purpose in ("ETREAT", "BTG")
 
     @property
+    def durable_audit(self) -> bool:
+        """Whether a read's audit entry must reach the disk before the answer does: an emergency or
+        any other override is never left to the asynchronous commit (see Repository.audit_tx)."""
+        return self.emergency or self.may_override_sperring or self.overrode() or self.principal.kind == "system"
+
+    @property
     def may_override_sperring(self) -> bool:
         return self.basis in r.OVERRIDING_BASES or self.purpose in ("ETREAT", "BTG")
 

@@ -37,7 +37,7 @@ def read_log(
         if any(p not in own for p in patient_ids):
             raise FhirError.of(403, "forbidden", "citizens can only read their own access log")
         if not patient_ids:
-            with repo.write_tx() as conn:  # nothing to show, but the look is an access all the same
+            with repo.audit_tx() as conn:  # nothing to show, but the look is an access all the same
                 repo._record(conn, AccessRecord("read", "AuditEvent", "allowed", [], [], detail="access log"))
             return [], None
     conds = []
@@ -50,7 +50,7 @@ def read_log(
     q = select(audit_event.c.seq, audit_event.c.content).order_by(audit_event.c.seq.desc()).limit(count + 1)
     if conds:
         q = q.where(and_(*conds))
-    with repo.write_tx() as conn:
+    with repo.audit_tx() as conn:
         rows = conn.execute(q).all()
         repo._record(
             conn,

@@ -32,6 +32,9 @@ def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
     # the write lock up front with BEGIN IMMEDIATE, so two writers never both read a version and then
     # race to update it; reads begin deferred and run beside writers under WAL.
     write = conn.info.pop("sqlite_write", False)
+    # A transaction that only appends audit entries commits without the full sync (see audit_tx).
+    relaxed = conn.info.pop("relaxed_commit", False)
+    conn.exec_driver_sql("PRAGMA synchronous=NORMAL" if relaxed else "PRAGMA synchronous=FULL")
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 

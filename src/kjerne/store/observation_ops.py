@@ -98,7 +98,7 @@ def lastn(repo: Repository, q: ObsQuery, n: int) -> list[Stored]:
         raise invalid(f"max must be between 1 and {MAX_LASTN}", "max")
     if not q.patients:
         return _audited(repo, [], "lastn", q)
-    with repo.write_tx() as conn:
+    with repo.audit_tx() as conn:
         codes = q.codes or _codes_of(conn, repo, q)
         order: dict[int, tuple[int, int]] = {}
         for i, (system, code) in enumerate(codes):
@@ -124,7 +124,7 @@ def _record(action: str, stored: list[Stored], q: ObsQuery) -> AccessRecord:
 
 
 def _audited(repo: Repository, stored: list[Stored], action: str, q: ObsQuery) -> list[Stored]:
-    with repo.write_tx() as conn:
+    with repo.audit_tx() as conn:
         repo._record(conn, _record(action, stored, q))
     return stored
 
@@ -151,7 +151,7 @@ def stats(repo: Repository, q: ObsQuery, *, bucket: str | None, tz: dt.tzinfo) -
     if bucket not in (None, "day", "week"):
         raise invalid("bucket must be day or week", "bucket")
     out: list[CodeStats] = []
-    with repo.write_tx() as conn:
+    with repo.audit_tx() as conn:
         for system, code in q.codes:
             r = resource.alias("r")
             o = idx_obs.alias("o")
