@@ -19,7 +19,7 @@ from kjerne.fhir.identifiers import OID_HPR
 from kjerne.fhir.outcome import FhirError, Issue
 from kjerne.services.classify import SERVICE_SYSTEM
 from kjerne.store.clock import now_us
-from kjerne.store.identity import find_patient
+from kjerne.store.identity import find_patient, find_patients
 from kjerne.store.schema import idx_date, idx_reference, idx_token, idx_uri
 
 PVK_SYSTEM = "http://nhn.no/fhir/nilar/CodeSystem/PvkOutcome"
@@ -67,12 +67,11 @@ class PatientView:
 def _active_patient_ids(conn: Connection, fnrs: list[str]) -> dict[str, str]:
     from kjerne.fhir.identifiers import OID_DNR, OID_FNR, is_dnr
 
-    out: dict[str, str] = {}
-    for fnr in fnrs:
-        pid = find_patient(conn, OID_DNR if is_dnr(fnr) else OID_FNR, fnr)
-        if pid:
-            out[fnr] = pid
-    return out
+    if len(fnrs) == 1:
+        pid = find_patient(conn, OID_DNR if is_dnr(fnrs[0]) else OID_FNR, fnrs[0])
+        return {fnrs[0]: pid} if pid else {}
+    found = find_patients(conn, [(OID_DNR if is_dnr(fnr) else OID_FNR, fnr) for fnr in fnrs])
+    return {fnr: pid for (_, fnr), pid in found.items()}
 
 
 class AccessPolicy:
@@ -80,21 +79,54 @@ class AccessPolicy:
         self.principal = principal
         self.info = info or RequestInfo()
         self.now = dt.datetime.now(dt.UTC)
-        self.views: dict[str, PatientView] = {}
-        self.own_patients: list[str] = []
-        self.patient_by_fnr: dict[str, str] = {}
+        self.engine = engine
+        self._views: dict[str, PatientView] = {}
+        self._own_patients: list[str] = []
+        self._patient_by_fnr: dict[str, str] = {}
+        self._loaded = False
         self.basis = self._basis()
         self.recorded = 0  # audit entries written for this request
         self.named: set[str] = set()  # patients the request asked about, whether or not anything was found
-        with engine.connect() as conn:
-            if principal.kind == "citizen" and principal.pid:
-                self.patient_by_fnr = _active_patient_ids(conn, [principal.pid])
-                self.own_patients = sorted(set(self.patient_by_fnr.values()))
-            elif principal.kind == "practitioner" and principal.attestation is not None:
-                self.patient_by_fnr = _active_patient_ids(conn, list(principal.attestation.patients))
-                for pid in sorted(set(self.patient_by_fnr.values())):
-                    self.views[pid] = self._view(conn, pid)
-            conn.rollback()
+
+    # -- whom the caller may see, loaded once per request ---------------------------------------
+    def bind(self, conn: Connection) -> None:
+        """Load the caller's patients and their restrictions on the request's own connection, at its
+        first transaction, rather than on a connection of their own."""
+        if self._loaded:
+            return
+        p = self.principal
+        if p.kind == "citizen" and p.pid:
+            self._patient_by_fnr = _active_patient_ids(conn, [p.pid])
+            self._own_patients = sorted(set(self._patient_by_fnr.values()))
+        elif p.kind == "practitioner" and p.attestation is not None:
+            self._patient_by_fnr = _active_patient_ids(conn, list(p.attestation.patients))
+            from kjerne.store.rules import restrictions_of
+
+            found = restrictions_of(conn, sorted(set(self._patient_by_fnr.values())), self.now)
+            for pid, restrictions in found.items():
+                self._views[pid] = self._view(pid, restrictions)
+        self._loaded = True
+
+    def _load(self) -> None:
+        if not self._loaded:
+            with self.engine.connect() as conn:
+                self.bind(conn)
+                conn.rollback()
+
+    @property
+    def views(self) -> dict[str, PatientView]:
+        self._load()
+        return self._views
+
+    @property
+    def own_patients(self) -> list[str]:
+        self._load()
+        return self._own_patients
+
+    @property
+    def patient_by_fnr(self) -> dict[str, str]:
+        self._load()
+        return self._patient_by_fnr
 
     # -- who and why --------------------------------------------------------------------------
     def _basis(self) -> str | None:
@@ -142,12 +174,10 @@ class AccessPolicy:
         )
 
     # -- practitioner view of one patient ------------------------------------------------------
-    def _view(self, conn: Connection, patient: str) -> PatientView:
-        from kjerne.store.rules import patient_restrictions
-
+    def _view(self, patient: str, restrictions: list[r.PatientRestriction]) -> PatientView:
         view = PatientView(patient)
         hpr = self.principal.hpr
-        for res in patient_restrictions(conn, patient, self.now):
+        for res in restrictions:
             services = set(res.services) or {"*"}
             if res.kind == r.BLOKKERING and res.names(hpr):
                 view.hidden, view.withheld = True, "Specific"

@@ -59,7 +59,13 @@ class Repository:
         with self.engine.connect() as conn:
             conn.info["sqlite_write"] = True
             with conn.begin():
+                self._bind(conn)
                 yield conn
+
+    def _bind(self, conn: Connection) -> None:
+        bind = getattr(self.access, "bind", None)
+        if bind is not None:
+            bind(conn)
 
     @contextmanager
     def audit_tx(self) -> Iterator[Connection]:
@@ -68,11 +74,15 @@ class Repository:
         within a fraction of a second (PostgreSQL's wal_writer_delay; SQLite's WAL checkpoint), in
         order, so a crash can only cut the end of the hash chain, never break it. Writes and denials
         always wait for the disk."""
-        relaxed = not getattr(self.access, "durable_audit", True)
         with self.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":  # SQLite takes the commit mode before BEGIN
+                self._bind(conn)
+                conn.rollback()
+                conn.info["relaxed_commit"] = not getattr(self.access, "durable_audit", True)
             conn.info["sqlite_write"] = True
-            conn.info["relaxed_commit"] = relaxed
             with conn.begin():
+                self._bind(conn)
+                relaxed = not getattr(self.access, "durable_audit", True)
                 if relaxed and conn.dialect.name == "postgresql":
                     conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
                 yield conn
@@ -116,6 +126,7 @@ class Repository:
     @contextmanager
     def read_tx(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
+            self._bind(conn)
             yield conn
 
     def _filter(self, res_type: str, table: Any) -> Any:

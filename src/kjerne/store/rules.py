@@ -34,6 +34,23 @@ def patient_restrictions(conn: Connection, patient: str, now: dt.datetime) -> li
     return out
 
 
+def restrictions_of(conn: Connection, patients: list[str], now: dt.datetime) -> dict[str, list[r.PatientRestriction]]:
+    """patient_restrictions for many patients in one statement (every patient gets a list)."""
+    out: dict[str, list[r.PatientRestriction]] = {p: [] for p in patients}
+    if not patients:
+        return out
+    rows = conn.execute(
+        select(resource.c.patient, resource.c.content).where(
+            and_(resource.c.res_type == "Consent", resource.c.patient.in_(patients), resource.c.deleted.is_(False))
+        )
+    )
+    for patient, content in rows:
+        found = r.patient_restriction(orjson.loads(content), patient, now)
+        if found is not None:
+            out[patient].append(found)
+    return out
+
+
 def refuse_if_reserved(conn: Connection, res: dict[str, Any], patient: str | None, cache: dict[str, Any]) -> None:
     if patient is None or res.get("resourceType") in ("Patient", "Consent"):
         return
