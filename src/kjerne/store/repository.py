@@ -82,10 +82,12 @@ class Repository:
             conn.info["sqlite_write"] = True
             with conn.begin():
                 self._bind(conn)
-                relaxed = not getattr(self.access, "durable_audit", True)
-                if relaxed and conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-                yield conn
+                # PostgreSQL: the audit append sets synchronous_commit for this transaction.
+                conn.info["relaxed_commit"] = not getattr(self.access, "durable_audit", True)
+                try:
+                    yield conn
+                finally:
+                    conn.info.pop("relaxed_commit", None)
 
     @contextmanager
     def writing(self) -> Iterator[Writer]:
