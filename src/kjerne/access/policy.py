@@ -19,7 +19,7 @@ from kjerne.fhir.identifiers import OID_HPR
 from kjerne.fhir.outcome import FhirError, Issue
 from kjerne.services.classify import SERVICE_SYSTEM
 from kjerne.store.clock import now_us
-from kjerne.store.identity import find_patient, find_patients
+from kjerne.store.identity import find_patient
 from kjerne.store.schema import idx_date, idx_reference, idx_token, idx_uri
 
 PVK_SYSTEM = "http://nhn.no/fhir/nilar/CodeSystem/PvkOutcome"
@@ -64,14 +64,11 @@ class PatientView:
     withheld: str | None = None  # Specific | General | Reservation
 
 
-def _active_patient_ids(conn: Connection, fnrs: list[str]) -> dict[str, str]:
+def _own_patient_id(conn: Connection, fnr: str) -> dict[str, str]:
     from kjerne.fhir.identifiers import OID_DNR, OID_FNR, is_dnr
 
-    if len(fnrs) == 1:
-        pid = find_patient(conn, OID_DNR if is_dnr(fnrs[0]) else OID_FNR, fnrs[0])
-        return {fnrs[0]: pid} if pid else {}
-    found = find_patients(conn, [(OID_DNR if is_dnr(fnr) else OID_FNR, fnr) for fnr in fnrs])
-    return {fnr: pid for (_, fnr), pid in found.items()}
+    pid = find_patient(conn, OID_DNR if is_dnr(fnr) else OID_FNR, fnr)
+    return {fnr: pid} if pid else {}
 
 
 class AccessPolicy:
@@ -96,15 +93,19 @@ class AccessPolicy:
             return
         p = self.principal
         if p.kind == "citizen" and p.pid:
-            self._patient_by_fnr = _active_patient_ids(conn, [p.pid])
+            self._patient_by_fnr = _own_patient_id(conn, p.pid)
             self._own_patients = sorted(set(self._patient_by_fnr.values()))
         elif p.kind == "practitioner" and p.attestation is not None:
-            self._patient_by_fnr = _active_patient_ids(conn, list(p.attestation.patients))
-            from kjerne.store.rules import restrictions_of
+            from kjerne.fhir.identifiers import OID_DNR, OID_FNR, is_dnr
+            from kjerne.store.rules import patients_and_restrictions
 
-            found = restrictions_of(conn, sorted(set(self._patient_by_fnr.values())), self.now)
-            for pid, restrictions in found.items():
-                self._views[pid] = self._view(pid, restrictions)
+            fnrs = list(p.attestation.patients)
+            by_ident, found = patients_and_restrictions(
+                conn, [(OID_DNR if is_dnr(fnr) else OID_FNR, fnr) for fnr in fnrs], self.now
+            )
+            self._patient_by_fnr = {fnr: pid for (_, fnr), pid in by_ident.items()}
+            for pid in sorted(found):
+                self._views[pid] = self._view(pid, found[pid])
         self._loaded = True
 
     def _load(self) -> None:

@@ -56,38 +56,6 @@ def find_patient(conn: Connection, system: str, value: str) -> str | None:
     return row[0] if row else None
 
 
-def find_patients(conn: Connection, idents: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """Many persons at once: (system, value) → the oldest live Patient with that identifier."""
-    if not idents:
-        return {}
-    wanted = {(OID_FNR if system == URI_FNR else system, value) for system, value in idents}
-    systems = sorted({s for s, _ in wanted} | ({URI_FNR} if any(s == OID_FNR for s, _ in wanted) else set()))
-    rows = conn.execute(
-        select(idx_token.c.system, idx_token.c.code, resource.c.res_id)
-        .join(idx_token, idx_token.c.rid == resource.c.rid)
-        .where(
-            and_(
-                idx_token.c.res_type == "Patient",
-                idx_token.c.param == "identifier",
-                idx_token.c.code.in_(sorted({v for _, v in wanted})),
-                idx_token.c.system.in_(systems),
-                resource.c.deleted.is_(False),
-            )
-        )
-        .order_by(resource.c.rid)
-    )
-    out: dict[tuple[str, str], str] = {}
-    for system, value, res_id in rows:
-        key = (OID_FNR if system == URI_FNR else system, value)
-        if key in wanted:
-            out.setdefault(key, res_id)
-    return {
-        (system, value): out[key]
-        for system, value in idents
-        if (key := (OID_FNR if system == URI_FNR else system, value)) in out
-    }
-
-
 def resolve_person_references(
     conn: Connection,
     res: dict[str, Any],

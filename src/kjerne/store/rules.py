@@ -34,21 +34,54 @@ def patient_restrictions(conn: Connection, patient: str, now: dt.datetime) -> li
     return out
 
 
-def restrictions_of(conn: Connection, patients: list[str], now: dt.datetime) -> dict[str, list[r.PatientRestriction]]:
-    """patient_restrictions for many patients in one statement (every patient gets a list)."""
-    out: dict[str, list[r.PatientRestriction]] = {p: [] for p in patients}
-    if not patients:
-        return out
+def patients_and_restrictions(
+    conn: Connection, idents: list[tuple[str, str]], now: dt.datetime
+) -> tuple[dict[tuple[str, str], str], dict[str, list[r.PatientRestriction]]]:
+    """find_patient and patient_restrictions for many persons in one statement: each person's oldest
+    live Patient, and the restrictions in force on it."""
+    from kjerne.fhir.identifiers import OID_FNR, URI_FNR
+    from kjerne.store.schema import idx_token
+
+    if not idents:
+        return {}, {}
+    wanted = {(OID_FNR if system == URI_FNR else system, value) for system, value in idents}
+    systems = sorted({s for s, _ in wanted} | ({URI_FNR} if any(s == OID_FNR for s, _ in wanted) else set()))
+    t, p, c = idx_token, resource.alias("p"), resource.alias("c")
+    consents = and_(c.c.res_type == "Consent", c.c.patient == p.c.res_id, c.c.deleted.is_(False))
     rows = conn.execute(
-        select(resource.c.patient, resource.c.content).where(
-            and_(resource.c.res_type == "Consent", resource.c.patient.in_(patients), resource.c.deleted.is_(False))
+        select(t.c.system, t.c.code, p.c.res_id, c.c.content)
+        .select_from(p.join(t, t.c.rid == p.c.rid).outerjoin(c, consents))
+        .where(
+            and_(
+                t.c.res_type == "Patient",
+                t.c.param == "identifier",
+                t.c.code.in_(sorted({v for _, v in wanted})),
+                t.c.system.in_(systems),
+                p.c.deleted.is_(False),
+            )
         )
-    )
-    for patient, content in rows:
-        found = r.patient_restriction(orjson.loads(content), patient, now)
+        .order_by(p.c.rid)
+    ).all()
+    chosen: dict[tuple[str, str], str] = {}
+    for system, value, pid, _ in rows:
+        key = (OID_FNR if system == URI_FNR else system, value)
+        if key in wanted:
+            chosen.setdefault(key, pid)
+    restrictions: dict[str, list[r.PatientRestriction]] = {pid: [] for pid in chosen.values()}
+    seen: set[tuple[str, bytes]] = set()
+    for _, _, pid, content in rows:
+        if content is None or pid not in restrictions or (pid, bytes(content)) in seen:
+            continue
+        seen.add((pid, bytes(content)))
+        found = r.patient_restriction(orjson.loads(content), pid, now)
         if found is not None:
-            out[patient].append(found)
-    return out
+            restrictions[pid].append(found)
+    by_ident = {
+        (system, value): chosen[key]
+        for system, value in idents
+        if (key := (OID_FNR if system == URI_FNR else system, value)) in chosen
+    }
+    return by_ident, restrictions
 
 
 def refuse_if_reserved(conn: Connection, res: dict[str, Any], patient: str | None, cache: dict[str, Any]) -> None:
