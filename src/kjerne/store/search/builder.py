@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, case, delete, func, insert, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, case, delete, func, insert, or_, select
 from sqlalchemy.sql.expression import Alias
 
 from kjerne.fhir.outcome import FhirError, invalid
@@ -179,6 +179,8 @@ def run(conn: Connection, req: SearchRequest, ctx: BuildContext, access: AccessF
     keys = sort_keys(req, r)
     if cursor is not None:
         conds.append(_keyset(keys, r.c.rid, cursor))
+    if cursor is None and req.summary != "count" and req.count > 0:
+        return _first_page(conn, req, r, conds, keys)
     total: int | None = None
     if req.summary == "count" or req.total == "accurate" or (req.total == "estimate" and cursor is None):
         total = conn.execute(select(func.count()).select_from(r).where(and_(*conds))).scalar_one()
@@ -191,14 +193,60 @@ def run(conn: Connection, req: SearchRequest, ctx: BuildContext, access: AccessF
         return Page([row_to_stored(row) for row in rows], total, None, None, cursor is None)
     rows = rows[: req.count]
     stored = [row_to_stored(row) for row in rows]
-    if cursor is not None:  # keyset continuation past a full snapshot
-        last = rows[-1]._mapping
-        nxt = Cursor(None, 0, tuple(last[f"k{i}"] for i in range(len(keys))), last["rid"])
-        return Page(stored, total, nxt, None, False)
-    sid, size, complete = _take_snapshot(conn, req, r, conds, keys)
-    if complete and total is None:
-        total = size
+    assert cursor is not None  # a first page went to _first_page: this is keyset paging past a full snapshot
+    last = rows[-1]._mapping
+    nxt = Cursor(None, 0, tuple(last[f"k{i}"] for i in range(len(keys))), last["rid"])
+    return Page(stored, total, nxt, None, False)
+
+
+def _first_page(
+    conn: Connection,
+    req: SearchRequest,
+    r: Any,
+    conds: list[ColumnElement[bool]],
+    keys: list[tuple[ColumnElement[Any], bool, str]],
+) -> Page:
+    """The matching rows are filtered and ordered once: their rids (up to the snapshot's size) give the
+    total, the page, and the snapshot later pages read, instead of a count, a page query and a
+    snapshot query each doing that work again."""
+    labelled = [expr.label(f"k{i}") for i, (expr, _, _) in enumerate(keys)]
+    ordered = select(r.c.rid, *labelled).where(and_(*conds)).order_by(*_order(keys, r.c.rid))
+    rids = list(conn.execute(ordered.limit(SNAPSHOT_MAX + 1)).scalars())
+    complete = len(rids) <= SNAPSHOT_MAX
+    total: int | None = len(rids) if complete and req.total != "none" else None
+    if not complete and req.total in ("accurate", "estimate"):
+        total = conn.execute(select(func.count()).select_from(r).where(and_(*conds))).scalar_one()
+    wanted = rids[: req.count]
+    # The filter again on the page's rows: a row changed since the ordering (say, a new restriction
+    # label) must not be shown under the decision taken on its earlier version.
+    page = select(*_ROW_COLUMNS(r)).where(r.c.rid.in_(wanted), *conds)
+    found = {row.rid: row_to_stored(row) for row in conn.execute(page)} if wanted else {}
+    stored = [found[rid] for rid in wanted if rid in found]
+    if len(rids) <= req.count:
+        return Page(stored, total, None, None, True)
+    sid = _store_snapshot(conn, req, rids[:SNAPSHOT_MAX], complete)
     return Page(stored, total, Cursor(sid, req.count), None, True)
+
+
+def _store_snapshot(conn: Connection, req: SearchRequest, rids: list[int], complete: bool) -> str:
+    sid = str(uuid.uuid4())
+    now = now_us()
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "INSERT INTO search_snapshot (sid, pos, rid)"
+            " SELECT %s, ord - 1, rid FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(rid, ord)",
+            (sid, rids),
+        )
+    else:
+        conn.execute(insert(search_snapshot), [{"sid": sid, "pos": i, "rid": rid} for i, rid in enumerate(rids)])
+    conn.execute(
+        insert(search_snapshot_info).values(
+            sid=sid, res_type=req.res_type, query_hash=query_hash(req), created=now, size=len(rids), complete=complete
+        )
+    )
+    if random.random() < 0.02:
+        _expire(conn, now)
+    return sid
 
 
 def query_hash(req: SearchRequest) -> str:
@@ -209,43 +257,6 @@ def query_hash(req: SearchRequest) -> str:
 
 def _ROW_COLUMNS(r: Any) -> list[Any]:
     return [r.c.rid, r.c.res_type, r.c.res_id, r.c.version, r.c.last_updated, r.c.deleted, r.c.patient, r.c.content]
-
-
-def _take_snapshot(
-    conn: Connection,
-    req: SearchRequest,
-    r: Any,
-    conds: list[ColumnElement[bool]],
-    keys: list[tuple[ColumnElement[Any], bool, str]],
-) -> tuple[str, int, bool]:
-    sid = str(uuid.uuid4())
-    now = now_us()
-    labelled = [expr.label(f"k{i}") for i, (expr, _, _) in enumerate(keys)]
-    sub = (
-        select(r.c.rid, *labelled)
-        .where(and_(*conds))
-        .order_by(*_order(keys, r.c.rid))
-        .limit(SNAPSHOT_MAX + 1)
-        .subquery("ordered")
-    )
-    window = [(sub.c[f"k{i}"].desc() if desc else sub.c[f"k{i}"].asc()) for i, (_, desc, _) in enumerate(keys)]
-    numbered = select(literal(sid), func.row_number().over(order_by=[*window, sub.c.rid.asc()]) - 1, sub.c.rid)
-    conn.execute(insert(search_snapshot).from_select(["sid", "pos", "rid"], numbered))
-    size = conn.execute(select(func.count()).where(search_snapshot.c.sid == sid)).scalar_one()
-    complete = size <= SNAPSHOT_MAX
-    if not complete:
-        conn.execute(
-            delete(search_snapshot).where(and_(search_snapshot.c.sid == sid, search_snapshot.c.pos >= SNAPSHOT_MAX))
-        )
-        size = SNAPSHOT_MAX
-    conn.execute(
-        insert(search_snapshot_info).values(
-            sid=sid, res_type=req.res_type, query_hash=query_hash(req), created=now, size=size, complete=complete
-        )
-    )
-    if random.random() < 0.02:
-        _expire(conn, now)
-    return sid, size, complete
 
 
 def _expire(conn: Connection, now: int) -> None:
