@@ -193,3 +193,24 @@ def test_bad_parameters_get_400(api, query: str) -> None:
     r = client.get(f"/fhir/Observation/$lastn?{query}", headers=hp(dev))
     assert r.status_code == 400, r.text
     assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_lastn_looks_past_newer_measurements_the_reader_may_not_see(api) -> None:
+    client, dev, engine = api
+    repo = Repository(engine, UNRESTRICTED)
+    later = START + dt.timedelta(days=30)
+    for minute in range(12):
+        obs = measurement(FNR, "8867-4", 150 + minute, "/min", later + dt.timedelta(minutes=minute))
+        obs["meta"] = {"security": [{"system": "http://kjerne.no/fhir/CodeSystem/restriction", "code": "nekting"}]}
+        repo.create(obs)
+    citizen = {"authorization": f"Bearer {dev.citizen_token(FNR)}", "person-id": FNR}
+    got = client.get("/fhir/Observation/$lastn?max=2", headers=citizen).json()
+    pulses = [
+        e["resource"]["valueQuantity"]["value"]
+        for e in got["entry"]
+        if e["resource"]["code"]["coding"][0]["code"] == "8867-4"
+    ]
+    assert pulses == [73, 72]
+    assert got["total"] == 6
+    seen = client.get("/fhir/Observation/$lastn?max=2&code=8867-4", headers=hp(dev)).json()
+    assert [e["resource"]["valueQuantity"]["value"] for e in seen["entry"]] == [161, 160]

@@ -47,4 +47,3 @@ def test_damaged_messages(path) -> None:
         else:
             assert result.errors and all(": " in e for e in result.errors)
         assert apprec_validator().validate(etree.fromstring(apprec(result, data)))
-

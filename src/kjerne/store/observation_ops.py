@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, literal, select, union_all
 
 from kjerne.access.context import AccessRecord
 from kjerne.fhir.outcome import invalid
@@ -60,10 +60,7 @@ def _codes_of(conn: Any, repo: Repository, q: ObsQuery) -> list[tuple[str | None
     return [(r.system or None, r.code) for r in rows]
 
 
-def _pick(conn: Any, repo: Repository, q: ObsQuery, system: str | None, code: str, n: int) -> list[Any]:
-    """The newest n visible Observations with this code. Candidates come newest-first from the
-    observation index alone; the access filter then judges only those rows (by rid), fetching more
-    candidates only when it held some back."""
+def _candidates(q: ObsQuery, system: str | None, code: str, limit: int) -> Any:
     o = idx_obs.c
     conds = [o.patient.in_(q.patients), o.code == code, o.component.is_(False)]
     if system:
@@ -74,19 +71,47 @@ def _pick(conn: Any, repo: Repository, q: ObsQuery, system: str | None, code: st
         conds.append(o.effective >= q.start_us)
     if q.end_us is not None:
         conds.append(o.effective <= q.end_us)
+    return select(o.rid, o.effective).where(and_(*conds)).order_by(o.effective.desc()).limit(limit)
+
+
+def _visible(conn: Any, repo: Repository, rids: list[int]) -> set[int]:
+    r = resource.alias("r")
+    check = [r.c.rid.in_(rids), r.c.deleted.is_(False)]
+    extra = repo.access.read_filter("Observation", r)
+    if extra is not None:
+        check.append(extra)
+    return {rid for (rid,) in conn.execute(select(r.c.rid).where(and_(*check)))}
+
+
+def _pick(conn: Any, repo: Repository, q: ObsQuery, codes: list[tuple[str | None, str]], n: int) -> list[list[Any]]:
+    """The newest n visible Observations of each code. Candidates come newest-first from the
+    observation index alone, every code's in one statement; the access filter then judges only those
+    rows (by rid), in one statement. A code whose candidates were partly held back fetches more,
+    on its own."""
     limit = max(2 * n, 8)
+    parts = [_candidates(q, system, code, limit).subquery().select() for system, code in codes]
+    tagged = [p.add_columns(literal(i).label("i")) for i, p in enumerate(parts)]
+    rows = conn.execute(union_all(*tagged)).all() if len(tagged) > 1 else conn.execute(tagged[0]).all()
+    per_code: list[list[Any]] = [[] for _ in codes]
+    for row in rows:
+        per_code[row.i].append(row)
+    visible = _visible(conn, repo, [row.rid for row in rows]) if rows else set()
+    picked: list[list[Any]] = []
+    for i, cand in enumerate(per_code):
+        shown = [row for row in cand if row.rid in visible]
+        if len(shown) < n and len(cand) == limit:
+            system, code = codes[i]
+            shown = _pick_more(conn, repo, q, system, code, n, limit * 8)
+        picked.append(shown[:n])
+    return picked
+
+
+def _pick_more(
+    conn: Any, repo: Repository, q: ObsQuery, system: str | None, code: str, n: int, limit: int
+) -> list[Any]:
     while True:
-        rows = conn.execute(
-            select(o.rid, o.effective).where(and_(*conds)).order_by(o.effective.desc()).limit(limit)
-        ).all()
-        if not rows:
-            return []
-        r = resource.alias("r")
-        check = [r.c.rid.in_([row.rid for row in rows]), r.c.deleted.is_(False)]
-        extra = repo.access.read_filter("Observation", r)
-        if extra is not None:
-            check.append(extra)
-        visible = {rid for (rid,) in conn.execute(select(r.c.rid).where(and_(*check)))}
+        rows = conn.execute(_candidates(q, system, code, limit)).all()
+        visible = _visible(conn, repo, [row.rid for row in rows]) if rows else set()
         picked = [row for row in rows if row.rid in visible][:n]
         if len(picked) >= n or len(rows) < limit or limit >= 200_000:
             return picked
@@ -101,9 +126,10 @@ def lastn(repo: Repository, q: ObsQuery, n: int) -> list[Stored]:
     with repo.audit_tx() as conn:
         codes = q.codes or _codes_of(conn, repo, q)
         order: dict[int, tuple[int, int]] = {}
-        for i, (system, code) in enumerate(codes):
-            for row in _pick(conn, repo, q, system, code, n):
-                order.setdefault(row.rid, (i, -row.effective))
+        if codes:
+            for i, rows in enumerate(_pick(conn, repo, q, codes, n)):
+                for row in rows:
+                    order.setdefault(row.rid, (i, -row.effective))
         stored: list[Stored] = []
         if order:
             loaded = conn.execute(select(resource).where(resource.c.rid.in_(list(order)))).all()
