@@ -395,6 +395,10 @@ def load(engine: Engine, db_url: str, patients: list[PatientPlan], *, seed: int 
                 cur.close()
             finally:
                 raw.close()
+        # Let the workers exit on their own: terminating a pool whose idle workers wait on the task
+        # queue can hang for good.
+        pool.close()
+        pool.join()
     phases["generate and copy"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rebuild_indexes(engine, ddl)
