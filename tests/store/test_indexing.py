@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from kjerne.store.indexing import DATE_MAX, DATE_MIN, IndexRows, date_range, extract, normalise, plan_for
+from kjerne.store.indexing import (
+    _PLANS,
+    DATE_MAX,
+    DATE_MIN,
+    IndexRows,
+    _needs,
+    date_range,
+    extract,
+    normalise,
+    plan_for,
+)
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 EXAMPLES = SHARED / "fhir-r4" / "examples"
@@ -40,7 +50,6 @@ def _example_resources() -> list[tuple[str, dict]]:
     return out
 
 
-@pytest.mark.skipif(not EXAMPLES.exists(), reason="shared FHIR R4 examples not available")
 def test_every_example_extracts():
     resources = _example_resources()
     assert len(resources) > 200
@@ -449,12 +458,32 @@ def test_uri_rows():
 # --------------------------------------------------------------------------- plans and edges
 
 
+def test_skipping_getters_for_absent_elements_changes_no_rows(monkeypatch):
+    resources = _example_resources()
+    skipped = 0
+    for _, res in resources:
+        plan = plan_for(res["resourceType"])
+        skipped += sum(1 for _, _, _, needs in plan if needs is not None and res.keys().isdisjoint(needs))
+    assert skipped > 1000  # the shortcut is really taken
+    fast = [extract(res) for _, res in resources]
+    for rtype in {res["resourceType"] for _, res in resources}:
+        monkeypatch.setitem(_PLANS, rtype, tuple((c, g, conv, None) for c, g, conv, _ in plan_for(rtype)))
+    full = [extract(res) for _, res in resources]
+    assert fast == full
+
+
+def test_a_getter_that_lists_or_answers_without_elements_always_runs():
+    assert _needs("Patient", lambda r: list(r.items())) is None
+    assert _needs("Patient", lambda r: [r.get("deceasedBoolean") is None]) is None
+    assert _needs("Patient", lambda r: [x for x in [r.get("name")] if x]) == frozenset({"name"})
+
+
 def test_composite_special_and_store_columns_not_planned():
-    obs_codes = {code for code, _, _ in plan_for("Observation")}
+    obs_codes = {code for code, _, _, _ in plan_for("Observation")}
     assert "code-value-quantity" not in obs_codes and "combo-code-value-concept" not in obs_codes
     assert {"_id", "_lastUpdated", "_text", "_content", "_query"}.isdisjoint(obs_codes)
     assert {"code", "patient", "subject", "_tag", "_profile", "_security", "_source"} <= obs_codes
-    assert "near" not in {code for code, _, _ in plan_for("Location")}
+    assert "near" not in {code for code, _, _, _ in plan_for("Location")}
     assert plan_for("Observation") is plan_for("Observation")
 
 

@@ -4,7 +4,7 @@ id, and a Patient is created when data first arrives for an unknown person."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, select
@@ -13,8 +13,16 @@ from kjerne.fhir.identifiers import OID_FNR, PERSON_SYSTEMS, URI_FNR
 from kjerne.store.schema import idx_token, resource
 
 
-def person_references(node: Any) -> Iterator[dict[str, Any]]:
-    """Every Reference in a resource that names a person by national id but has no literal reference."""
+def person_references(node: Any) -> list[dict[str, Any]]:
+    """Every Reference in a resource that names a person by national id but has no literal reference,
+    in document order."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict | list):
+        _collect(node, found)
+    return found
+
+
+def _collect(node: Any, found: list[dict[str, Any]]) -> None:
     if isinstance(node, dict):
         ident = node.get("identifier")
         if (
@@ -24,13 +32,17 @@ def person_references(node: Any) -> Iterator[dict[str, Any]]:
             and node.get("type", "Patient") == "Patient"
             and isinstance(ident.get("value"), str)
         ):
-            yield node
+            found.append(node)
         for key, value in node.items():
-            if key != "contained":
-                yield from person_references(value)
-    elif isinstance(node, list):
+            if key != "contained" and isinstance(value, _CONTAINERS):
+                _collect(value, found)
+    else:
         for item in node:
-            yield from person_references(item)
+            if isinstance(item, _CONTAINERS):
+                _collect(item, found)
+
+
+_CONTAINERS = (dict, list)
 
 
 _FIND_PATIENT = (

@@ -456,8 +456,61 @@ _CONVERTERS: dict[str, Converter] = {
 
 # --------------------------------------------------------------------------- plans
 
-Plan = tuple[tuple[str, Callable[[Any], list[Any]], Converter], ...]
+Plan = tuple[tuple[str, Callable[[Any], list[Any]], Converter, frozenset[str] | None], ...]
 _PLANS: dict[str, Plan] = {}
+
+
+class _Probe(dict[str, Any]):
+    """A resource with nothing but its type that notes which of its elements a getter asks for.
+    Anything other than asking for an element by name (listing, comparing, counting) spoils it."""
+
+    def __init__(self, resource_type: str) -> None:
+        super().__init__(resourceType=resource_type)
+        self.asked: set[str] = set()
+        self.spoilt = False
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.asked.add(key)
+        return super().__contains__(key)
+
+    def _spoil(self, *_: Any) -> Any:
+        self.spoilt = True
+        return iter(())
+
+    items = keys = values = __iter__ = _spoil  # type: ignore[assignment]
+
+    def __len__(self) -> int:
+        self.spoilt = True
+        return 1
+
+    def __eq__(self, other: object) -> bool:
+        self.spoilt = True
+        return self is other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _needs(resource_type: str, getter: Callable[[Any], list[Any]]) -> frozenset[str] | None:
+    """The elements a getter reads from the resource, when it yields nothing without them: a resource
+    that has none of them gives the getter the same answers as the bare probe, so it yields nothing
+    too and need not run. None: run it always."""
+    probe = _Probe(resource_type)
+    try:
+        out = getter(probe)
+    except Exception:
+        return None
+    if out or probe.spoilt:
+        return None
+    return frozenset(probe.asked - {"resourceType"}) or None
 
 
 def plan_for(resource_type: str) -> Plan:
@@ -468,17 +521,20 @@ def plan_for(resource_type: str) -> Plan:
     plan = _PLANS.get(resource_type)
     if plan is not None:
         return plan
+    from kjerne.store.derived_params import unions
+
     reg = registry()
+    derived = unions(resource_type)  # read from their parts' rows (derived_params)
     steps = []
     for code, sp in sorted(reg.for_type(resource_type).items()):
         converter = _CONVERTERS.get(sp.type)
-        if converter is None or sp.expression is None or code in NOT_EXTRACTED:
+        if converter is None or sp.expression is None or code in NOT_EXTRACTED or code in derived:
             continue
         try:
             getter = compile_expression(sp.expression, resource_type=resource_type, choices=reg.choices)
         except UnsupportedExpression:
             continue
-        steps.append((code, getter, converter))
+        steps.append((code, getter, converter, _needs(resource_type, getter)))
     plan = tuple(steps)
     _PLANS[resource_type] = plan
     return plan
@@ -490,7 +546,10 @@ def extract(resource: dict[str, Any]) -> IndexRows:
     if not isinstance(resource_type, str):
         raise ValueError("resource without a resourceType")
     rows = IndexRows()
-    for code, getter, converter in plan_for(resource_type):
+    present = resource.keys()
+    for code, getter, converter, needs in plan_for(resource_type):
+        if needs is not None and present.isdisjoint(needs):
+            continue
         values = getter(resource)
         if values:
             converter(code, values, rows)

@@ -169,15 +169,13 @@ def prepare(res: dict[str, Any], *, is_new: bool, previous: dict[str, Any] | Non
 def check_measurement(res: dict[str, Any]) -> None:
     """Home measurements: physiologically impossible values are refused; values outside the alert
     range are stored with an interpretation flag (data/measurement-types.json)."""
-    from kjerne.services.maledata.plausibility import apply_interpretation, check
+    from kjerne.services.maledata.plausibility import check, flag
 
     checked = check(res)
     if checked.errors:
         raise FhirError(422, checked.errors)
     if checked.measurement_type is not None:
-        flagged = apply_interpretation(res, checked)
-        res.clear()
-        res.update(flagged)
+        flag(res, checked)
 
 
 def _has_label(res: dict[str, Any], kind: str) -> bool:

@@ -137,15 +137,20 @@ def apply_interpretation(obs: Mapping[str, Any], checked: Checked) -> dict[str, 
 
     Where Kjerne has no flag, whatever interpretation the sender gave is kept. Refuses an Observation that
     failed the check: a rejected measurement is not stored, so it has nothing to be flagged on."""
+    out = orjson.loads(orjson.dumps(obs))  # a deep copy; much faster than copy.deepcopy
+    flag(out, checked)
+    return out
+
+
+def flag(obs: dict[str, Any], checked: Checked) -> None:
+    """`apply_interpretation` on the Observation itself, for a caller that owns it."""
     if checked.errors:
         raise ValueError("cannot flag an Observation that failed the plausibility check")
-    out = orjson.loads(orjson.dumps(obs))  # a deep copy; much faster than copy.deepcopy
     if checked.interpretation:
-        out["interpretation"] = [{"coding": [dict(c) for c in checked.interpretation]}]
+        obs["interpretation"] = [{"coding": [dict(c) for c in checked.interpretation]}]
     for result in checked.components:
         if result.interpretation:
-            out["component"][result.index]["interpretation"] = [{"coding": [dict(c) for c in result.interpretation]}]
-    return out
+            obs["component"][result.index]["interpretation"] = [{"coding": [dict(c) for c in result.interpretation]}]
 
 
 # --- subject and time -------------------------------------------------------------------------------------

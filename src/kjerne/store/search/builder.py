@@ -19,7 +19,7 @@ from kjerne.store.records import Stored, row_to_stored
 from kjerne.store.schema import INDEX_TABLES, resource, search_snapshot, search_snapshot_info
 from kjerne.store.search import date as date_pred
 from kjerne.store.search import number, reference, string, token, uri
-from kjerne.store.search.common import BuildContext
+from kjerne.store.search.common import BuildContext, param_is
 from kjerne.store.search.cursor import Cursor, decode
 from kjerne.store.search.request import Clause, SearchRequest
 
@@ -112,7 +112,7 @@ def sort_keys(req: SearchRequest, r: Any) -> list[tuple[ColumnElement[Any], bool
         table = INDEX_TABLES[param.type]
         column = table.c[_SORT_COLUMN[param.type] if param.type != "date" else ("high" if desc else "low")]
         agg = func.max(column) if desc else func.min(column)
-        sub = select(agg).where(and_(table.c.rid == r.c.rid, table.c.param == code)).scalar_subquery()
+        sub = select(agg).where(and_(table.c.rid == r.c.rid, param_is(table, req.res_type, code))).scalar_subquery()
         if param.type == "date":
             keys.append((func.coalesce(sub, DATE_MIN if desc else DATE_MAX), desc, "n"))
         elif param.type in ("number", "quantity"):

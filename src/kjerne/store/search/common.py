@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Table, and_, false, not_, or_, select
 
+from kjerne.store.derived_params import stored_as
 from kjerne.store.search.request import Clause
 
 
@@ -24,8 +25,14 @@ def like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def param_is(table: Any, res_type: str, param: str) -> ColumnElement[bool]:
+    """The index rows of a parameter; a union parameter (combo-code) reads its parts' rows."""
+    stored = stored_as(res_type, param)
+    return table.c.param == stored[0] if len(stored) == 1 else table.c.param.in_(stored)
+
+
 def index_subquery(table: Table, res_type: str, param: str, cond: ColumnElement[bool] | None) -> Select[Any]:
-    where = [table.c.res_type == res_type, table.c.param == param]
+    where = [table.c.res_type == res_type, param_is(table, res_type, param)]
     if cond is not None:
         where.append(cond)
     return select(table.c.rid).where(and_(*where))
