@@ -62,6 +62,8 @@ class PatientView:
     hidden_services: set[str] = field(default_factory=set)  # "*" = every service
     override: bool = False
     withheld: str | None = None  # Specific | General | Reservation
+    consent_kinds: set[str] | None = None  # restriction kinds of the patient's Consents; None: not known
+    shielded: bool = True  # whether any of the patient's data may be labelled skjerming
 
 
 def _own_patient_id(conn: Connection, fnr: str) -> dict[str, str]:
@@ -97,15 +99,18 @@ class AccessPolicy:
             self._own_patients = sorted(set(self._patient_by_fnr.values()))
         elif p.kind == "practitioner" and p.attestation is not None:
             from kjerne.fhir.identifiers import OID_DNR, OID_FNR, is_dnr
-            from kjerne.store.rules import patients_and_restrictions
+            from kjerne.store.restriction_state import patients_and_states
 
             fnrs = list(p.attestation.patients)
-            by_ident, found = patients_and_restrictions(
+            by_ident, states = patients_and_states(
                 conn, [(OID_DNR if is_dnr(fnr) else OID_FNR, fnr) for fnr in fnrs], self.now
             )
             self._patient_by_fnr = {fnr: pid for (_, fnr), pid in by_ident.items()}
-            for pid in sorted(found):
-                self._views[pid] = self._view(pid, found[pid])
+            for pid in sorted(states):
+                state = states[pid]
+                view = self._view(pid, state.restrictions)
+                view.consent_kinds, view.shielded = state.consent_kinds, state.shielded
+                self._views[pid] = view
         self._loaded = True
 
     def _load(self) -> None:
@@ -229,31 +234,38 @@ class AccessPolicy:
             elif v.hidden_services:
                 svc = self._service_rows(v.patient, v.hidden_services)
                 parts.append(and_(table.c.patient == v.patient, not_(table.c.rid.in_(svc))))
-        visible = [v.patient for v in self.views.values() if not v.hidden]
-        cond = or_(*parts)
-        if visible:
-            shielded = self._labelled(visible, r.SKJERMING)
+        visible = [v for v in self.views.values() if not v.hidden]
+        # Each exclusion below is left out for the patients it cannot touch (restriction_state), so an
+        # unrestricted patient's read is a plain patient filter.
+        shielded = [v.patient for v in visible if v.shielded]
+        with_citizen_consents = [v.patient for v in visible if _may_have(v, r.CITIZEN_SET)]
+        with_skjerming = [v.patient for v in visible if _may_have(v, (r.SKJERMING,))]
+        exclusions: list[ColumnElement[bool]] = []
+        if shielded:
             mine = select(idx_token.c.rid).where(
                 and_(
-                    idx_token.c.patient.in_(visible),  # keeps the lookup on the patient index
+                    idx_token.c.patient.in_(shielded),  # keeps the lookup on the patient index
                     idx_token.c.param == "_security",
                     idx_token.c.system == OID_HPR,
                     idx_token.c.code == (self.principal.hpr or ""),
                 )
             )
-            citizen_consents = self._consents(visible, r.CITIZEN_SET)
+            labelled = self._labelled(shielded, r.SKJERMING)
+            exclusions.append(not_(and_(table.c.rid.in_(labelled), not_(table.c.rid.in_(mine)))))
+        if with_citizen_consents:
+            exclusions.append(not_(table.c.rid.in_(self._consents(with_citizen_consents, r.CITIZEN_SET))))
+        if with_skjerming:
             # A skjerming Consent names the shielded report: only those who set it may read it.
-            others_shielding = and_(
-                table.c.rid.in_(self._consents(visible, (r.SKJERMING,))),
-                not_(table.c.rid.in_(self._consents_by(self.principal.hpr or ""))),
+            exclusions.append(
+                not_(
+                    and_(
+                        table.c.rid.in_(self._consents(with_skjerming, (r.SKJERMING,))),
+                        not_(table.c.rid.in_(self._consents_by(self.principal.hpr or ""))),
+                    )
+                )
             )
-            cond = and_(
-                cond,
-                not_(and_(table.c.rid.in_(shielded), not_(table.c.rid.in_(mine)))),
-                not_(table.c.rid.in_(citizen_consents)),
-                not_(others_shielding),
-            )
-        return cond
+        cond = or_(*parts)
+        return and_(cond, *exclusions) if exclusions else cond
 
     def awaiting_release_filter(self, table: Any) -> ColumnElement[bool]:
         """A citizen's own reports under utsatt innsyn that are not yet released (and not under
@@ -480,6 +492,10 @@ class AccessPolicy:
             )
             append(conn, actor, one)
         self.recorded += 1
+
+
+def _may_have(view: PatientView, kinds: tuple[str, ...]) -> bool:
+    return view.consent_kinds is None or not view.consent_kinds.isdisjoint(kinds)
 
 
 def _owner_hpr(consent: dict[str, Any]) -> str | None:

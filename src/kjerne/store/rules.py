@@ -34,56 +34,6 @@ def patient_restrictions(conn: Connection, patient: str, now: dt.datetime) -> li
     return out
 
 
-def patients_and_restrictions(
-    conn: Connection, idents: list[tuple[str, str]], now: dt.datetime
-) -> tuple[dict[tuple[str, str], str], dict[str, list[r.PatientRestriction]]]:
-    """find_patient and patient_restrictions for many persons in one statement: each person's oldest
-    live Patient, and the restrictions in force on it."""
-    from kjerne.fhir.identifiers import OID_FNR, URI_FNR
-    from kjerne.store.schema import idx_token
-
-    if not idents:
-        return {}, {}
-    wanted = {(OID_FNR if system == URI_FNR else system, value) for system, value in idents}
-    systems = sorted({s for s, _ in wanted} | ({URI_FNR} if any(s == OID_FNR for s, _ in wanted) else set()))
-    t, p, c = idx_token, resource.alias("p"), resource.alias("c")
-    consents = and_(c.c.res_type == "Consent", c.c.patient == p.c.res_id, c.c.deleted.is_(False))
-    rows = conn.execute(
-        select(t.c.system, t.c.code, p.c.res_id, c.c.content)
-        .select_from(p.join(t, t.c.rid == p.c.rid).outerjoin(c, consents))
-        .where(
-            and_(
-                t.c.res_type == "Patient",
-                t.c.param == "identifier",
-                t.c.code.in_(sorted({v for _, v in wanted})),
-                t.c.system.in_(systems),
-                p.c.deleted.is_(False),
-            )
-        )
-        .order_by(p.c.rid)
-    ).all()
-    chosen: dict[tuple[str, str], str] = {}
-    for system, value, pid, _ in rows:
-        key = (OID_FNR if system == URI_FNR else system, value)
-        if key in wanted:
-            chosen.setdefault(key, pid)
-    restrictions: dict[str, list[r.PatientRestriction]] = {pid: [] for pid in chosen.values()}
-    seen: set[tuple[str, bytes]] = set()
-    for _, _, pid, content in rows:
-        if content is None or pid not in restrictions or (pid, bytes(content)) in seen:
-            continue
-        seen.add((pid, bytes(content)))
-        found = r.patient_restriction(orjson.loads(content), pid, now)
-        if found is not None:
-            restrictions[pid].append(found)
-    by_ident = {
-        (system, value): chosen[key]
-        for system, value in idents
-        if (key := (OID_FNR if system == URI_FNR else system, value)) in chosen
-    }
-    return by_ident, restrictions
-
-
 def refuse_if_reserved(conn: Connection, res: dict[str, Any], patient: str | None, cache: dict[str, Any]) -> None:
     if patient is None or res.get("resourceType") in ("Patient", "Consent"):
         return
