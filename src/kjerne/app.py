@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -94,7 +95,28 @@ async def _warm_up(app: Starlette) -> AsyncIterator[None]:
 
     await run_in_threadpool(validator)
     await run_in_threadpool(apprec_validator)
-    yield
+    sweep = asyncio.create_task(_sweep_reservations(app))
+    try:
+        yield
+    finally:
+        sweep.cancel()
+
+
+RESERVATION_SWEEP_SECONDS = 300
+
+
+async def _sweep_reservations(app: Starlette) -> None:
+    """A reservasjon with a later start deletes its data when it comes into force (store.reservations)."""
+    from starlette.concurrency import run_in_threadpool
+
+    from kjerne.store.reservations import purge_due
+
+    while True:
+        await asyncio.sleep(RESERVATION_SWEEP_SECONDS)
+        try:
+            await run_in_threadpool(purge_due, app.state.engine)
+        except Exception:  # the next sweep tries again; the data is hidden from its start meanwhile
+            log.exception("reservation sweep failed")
 
 
 def create_app(

@@ -137,6 +137,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_restrictions_apply(args: argparse.Namespace) -> int:
+    from kjerne.store.db import make_engine
+    from kjerne.store.reservations import purge_due
+
+    done = purge_due(make_engine(_settings(args).db_url))
+    for item in done:
+        print(f"Consent/{item.consent_id}: {item.resources} resources of Patient/{item.patient} deleted")
+    print(f"{len(done)} reservasjon(er) carried out")
+    return 0
+
+
 def cmd_stats_producers(args: argparse.Namespace) -> int:
     import json
 
@@ -220,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     v = asub.add_parser("verify", help="check the hash chain; report the first broken link")
     db_flag(v)
     v.set_defaults(func=cmd_audit_verify)
+
+    sp = sub.add_parser("restrictions", help="restrictions that take effect later")
+    rsub = sp.add_subparsers(dest="restrictions_command", required=True)
+    ra = rsub.add_parser("apply", help="delete the data of every reservasjon whose start date has come")
+    db_flag(ra)
+    ra.set_defaults(func=cmd_restrictions_apply)
 
     sp = sub.add_parser("stats", help="usage and delivery statistics")
     ssub = sp.add_subparsers(dest="stats_command", required=True)
