@@ -33,6 +33,7 @@ run: $(STAMP)
 
 test: sysdeps $(STAMP) node_modules/.installed
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src/kjerne/access src/kjerne/store
 	$(BIN)/pytest -q -n 2
 
 lint: $(STAMP)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Table
+from sqlalchemy import ColumnElement, FromClause
 
 
 @dataclass(slots=True)
@@ -27,7 +27,7 @@ class AccessRecord:
 
 
 class AccessContext(Protocol):
-    def read_filter(self, res_type: str, table: Table) -> ColumnElement[bool] | None:
+    def read_filter(self, res_type: str, table: FromClause) -> ColumnElement[bool] | None:
         """A predicate on `resource`/`resource_history` rows this caller may see; None means all."""
 
     def check_read(self, res_type: str, action: str) -> None:
@@ -39,7 +39,7 @@ class AccessContext(Protocol):
     def record(self, conn: Any, rec: AccessRecord) -> None:
         """Write the audit entry for an access attempt, inside the caller's transaction."""
 
-    def match_filter(self, res_type: str, table: Table) -> ColumnElement[bool] | None:
+    def match_filter(self, res_type: str, table: FromClause) -> ColumnElement[bool] | None:
         """What a conditional create or update may match (and so return or overwrite)."""
 
     def guard(self, resource: dict[str, Any], existing: Any) -> None:
@@ -52,7 +52,7 @@ class AccessContext(Protocol):
 class Unrestricted:
     """The platform itself: loading demo data, imports by an operator, migrations."""
 
-    def read_filter(self, res_type: str, table: Table) -> ColumnElement[bool] | None:
+    def read_filter(self, res_type: str, table: FromClause) -> ColumnElement[bool] | None:
         return None
 
     def check_read(self, res_type: str, action: str) -> None:
@@ -64,7 +64,7 @@ class Unrestricted:
     def record(self, conn: Any, rec: AccessRecord) -> None:
         return None
 
-    def match_filter(self, res_type: str, table: Table) -> ColumnElement[bool] | None:
+    def match_filter(self, res_type: str, table: FromClause) -> ColumnElement[bool] | None:
         return None
 
     def guard(self, resource: dict[str, Any], existing: Any) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, false, not_, or_
 from kjerne.access import restrictions as r
 from kjerne.access.context import AccessRecord
 from kjerne.access.principal import Principal
+from kjerne.access.scopes import Action
 from kjerne.audit.events import Actor
 from kjerne.audit.log import append
 from kjerne.fhir.identifiers import OID_HPR
@@ -40,7 +41,7 @@ DIRECTORY_TYPES = (
     "ConceptMap",
     "StructureDefinition",
 )
-_ACTIONS = {"create": "create", "update": "update", "delete": "delete", "transaction": "write"}
+_ACTIONS: dict[str, Action] = {"create": "create", "update": "update", "delete": "delete", "transaction": "write"}
 
 
 @dataclass(slots=True)
@@ -202,7 +203,7 @@ class AccessPolicy:
     # -- the read decision, as SQL ---------------------------------------------------------------
     def check_read(self, res_type: str, action: str) -> None:
         """403 when the token's scopes do not allow reading this type at all."""
-        wanted = "search" if action == "search" else "read"
+        wanted: Action = "search" if action == "search" else "read"
         if res_type != "*" and not self.principal.can(res_type, wanted) and not self.principal.can(res_type, "read"):
             raise FhirError.of(403, "forbidden", f"the token's scopes do not allow reading {res_type}")
 
@@ -477,7 +478,7 @@ class AccessPolicy:
         rec.reason = rec.reason or self.info.reason
         patients = sorted(set(rec.patients) | self.named)
         actor = self.actor()
-        for patient in patients or [None]:
+        for patient in patients if patients else [None]:
             view = self.views.get(patient) if patient else None
             one = AccessRecord(
                 rec.action,

@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, literal, select, union_all
+from sqlalchemy import ColumnElement, and_, func, literal, select, union_all
 
 from kjerne.access.context import AccessRecord
 from kjerne.fhir.outcome import invalid
@@ -76,7 +76,7 @@ def _candidates(q: ObsQuery, system: str | None, code: str, limit: int) -> Any:
 
 def _visible(conn: Any, repo: Repository, rids: list[int]) -> set[int]:
     r = resource.alias("r")
-    check = [r.c.rid.in_(rids), r.c.deleted.is_(False)]
+    check: list[ColumnElement[bool]] = [r.c.rid.in_(rids), r.c.deleted.is_(False)]
     extra = repo.access.read_filter("Observation", r)
     if extra is not None:
         check.append(extra)
@@ -181,7 +181,7 @@ def stats(repo: Repository, q: ObsQuery, *, bucket: str | None, tz: dt.tzinfo) -
         for system, code in q.codes:
             r = resource.alias("r")
             o = idx_obs.alias("o")
-            base = [o.c.patient.in_(q.patients), r.c.deleted.is_(False)]
+            base: list[ColumnElement[bool]] = [o.c.patient.in_(q.patients), r.c.deleted.is_(False)]
             if q.start_us is not None:
                 base.append(o.c.effective >= q.start_us)
             if q.end_us is not None:

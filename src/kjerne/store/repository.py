@@ -512,8 +512,8 @@ class Repository:
             )
         found = self._by_identifiers(conn, list(wanted))
         for key, conds in wanted.items():
-            for cond in conds:
-                self._matches[cond] = found.get(key, [])
+            for entry in conds:
+                self._matches[entry] = found.get(key, [])
 
     def _match(self, conn: Connection, res_type: str, query: str, *, lock: bool = True) -> list[Stored]:
         """`lock`: for a conditional write; a plain look-up outside a write transaction needs none."""

@@ -29,10 +29,10 @@ class PatientState:
     shielded: bool = False  # some resource of the patient is labelled skjerming
 
 
-def _kinds(consent: dict[str, object]) -> set[str]:
+def _kinds(consent: dict[str, Any]) -> set[str]:
     out: set[str] = set()
-    for cat in consent.get("category") or []:  # type: ignore[union-attr]
-        for c in (cat or {}).get("coding", []):  # type: ignore[union-attr]
+    for cat in consent.get("category") or []:
+        for c in (cat or {}).get("coding", []):
             if c.get("system") == r.RESTRICTION_SYSTEM and c.get("code"):
                 out.add(str(c["code"]))
     return out
@@ -55,7 +55,7 @@ def _statement() -> Any:
     )
     consents = and_(c.c.res_type == "Consent", c.c.patient == p.c.res_id, c.c.deleted.is_(False))
     return (
-        select(t.c.system, t.c.code, p.c.res_id, c.c.content, shielded.label("shielded"))
+        select(t.c.system, t.c.code, p.c.res_id, c.c.content, shielded.label("shielded"), p.c.rid)
         .select_from(p.join(t, t.c.rid == p.c.rid).outerjoin(c, consents))
         .where(
             and_(
@@ -66,8 +66,7 @@ def _statement() -> Any:
                 p.c.deleted.is_(False),
             )
         )
-        .order_by(p.c.rid)
-    )
+    )  # no ORDER BY: on SQLite it would rather scan every resource in rid order than sort a few rows
 
 
 _STATEMENT = _statement()  # built once: a request's first statement should not pay for its construction
@@ -81,7 +80,8 @@ def patients_and_states(
         return {}, {}
     wanted = {(OID_FNR if system == URI_FNR else system, value) for system, value in idents}
     systems = sorted({s for s, _ in wanted} | ({URI_FNR} if any(s == OID_FNR for s, _ in wanted) else set()))
-    rows = conn.execute(_STATEMENT, {"codes": sorted({v for _, v in wanted}), "systems": systems}).all()
+    matched = conn.execute(_STATEMENT, {"codes": sorted({v for _, v in wanted}), "systems": systems}).all()
+    rows = [row[:5] for row in sorted(matched, key=lambda row: row[5])]  # oldest Patient first
     chosen: dict[tuple[str, str], str] = {}
     for system, value, pid, _, _ in rows:
         key = (OID_FNR if system == URI_FNR else system, value)

@@ -111,9 +111,7 @@ def prepare(res: dict[str, Any], *, is_new: bool, previous: dict[str, Any] | Non
             _set_default_release(res, default_release_of(old) or "")
         for coding in (old.get("meta") or {}).get("security", []):
             if coding.get("system") == r.RESTRICTION_SYSTEM and not _has_label(res, coding.get("code", "")):
-                release = _release(old)
-                owner = _owner(old)
-                add_label(res, coding["code"], owner, release)
+                add_label(res, coding["code"], _owner(old), _release(old))
 
 
 def check_measurement(res: dict[str, Any]) -> None:
@@ -320,7 +318,7 @@ def relabel(
         release = default_release
     for kind in sorted(k for k in kinds if k):
         if kind == r.SKJERMING:
-            for owner in owners or [None]:
+            for owner in owners if owners else [None]:
                 add_label(res, kind, owner, None)
         else:
             add_label(res, kind, None, release if kind == r.UTSATT else None)

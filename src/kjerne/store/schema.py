@@ -9,6 +9,8 @@ so one index finds everything a patient has and the schema can be distributed by
 
 from __future__ import annotations
 
+from typing import overload
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -31,6 +33,10 @@ metadata = MetaData()
 MAX_INDEXED = 512
 
 
+@overload
+def cut(value: str) -> str: ...
+@overload
+def cut(value: str | None) -> str | None: ...
 def cut(value: str | None) -> str | None:
     return value[:MAX_INDEXED] if value is not None and len(value) > MAX_INDEXED else value
 

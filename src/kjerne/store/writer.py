@@ -326,7 +326,9 @@ class Writer:
                 self._new_rows.append({"rid": rid, **row})
                 self._buffered.add(rid)
             else:
-                rid = conn.execute(_INSERT_RESOURCE, row).inserted_primary_key[0]
+                key = conn.execute(_INSERT_RESOURCE, row).inserted_primary_key
+                assert key is not None  # a single-row insert always reports its key
+                rid = key[0]
         else:
             rid = existing.rid
             conn.execute(

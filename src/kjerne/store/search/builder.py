@@ -266,6 +266,7 @@ def _expire(conn: Connection, now: int) -> None:
 
 
 def _snapshot_page(conn: Connection, req: SearchRequest, cursor: Cursor, access: AccessFilter) -> Page:
+    assert cursor.snapshot is not None  # run() sends only snapshot cursors here
     info = conn.execute(select(search_snapshot_info).where(search_snapshot_info.c.sid == cursor.snapshot)).first()
     if info is None or info.created < now_us() - SNAPSHOT_TTL_US:
         raise FhirError.of(410, "expired", "this page of the search has expired; run the search again")

@@ -6,6 +6,8 @@ Revises: 0004
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -54,7 +56,7 @@ def _backfill() -> None:
     rows = bind.execute(
         sa.text("SELECT rid, patient, content FROM resource WHERE res_type = 'Observation' AND NOT deleted")
     )
-    batch = []
+    batch: list[dict[str, Any]] = []
     for rid, patient, content in rows:
         batch.extend({"rid": rid, **row} for row in observation_rows(orjson.loads(bytes(content)), patient))
         if len(batch) >= 5000:
