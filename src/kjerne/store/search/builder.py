@@ -6,7 +6,7 @@ import hashlib
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, case, delete, func, insert, or_, select
@@ -44,7 +44,8 @@ def clause_predicate(
 
     def chain(target_rid: ColumnElement[Any], target_type: str, inner: Clause) -> ColumnElement[bool]:
         target = resource.alias("chain_row")
-        conds = [target.c.res_type == target_type, clause_predicate(target.c.rid, target_type, inner, ctx, target)]
+        outside = replace(ctx, patient=None)  # a chain's targets need not be the patient's own rows
+        conds = [target.c.res_type == target_type, clause_predicate(target.c.rid, target_type, inner, outside, target)]
         visible = ctx.access(target_type, target) if ctx.access is not None else None
         if visible is not None:
             conds.append(visible)
@@ -90,6 +91,7 @@ def filters(req: SearchRequest, r: Alias | Any, ctx: BuildContext, access: Acces
     hint = patient_hint(req)
     if hint is not None:
         conds.append(r.c.patient == hint)
+        ctx = replace(ctx, patient=hint)
     for clause in req.clauses:
         conds.append(clause_predicate(r.c.rid, req.res_type, clause, ctx, r))
     extra = access(req.res_type, r)

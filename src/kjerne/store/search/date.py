@@ -52,9 +52,9 @@ def range_condition(
 
 def build(rid: ColumnElement[Any], res_type: str, clause: Clause, ctx: BuildContext) -> ColumnElement[bool]:
     if clause.modifier == "missing":
-        return membership(rid, idx_date, res_type, clause, [])
+        return membership(rid, idx_date, res_type, clause, [], ctx.patient)
     conds = []
     for value in clause.values:
         prefix, low, high = parse_value(clause.param.code, value)
         conds.append(range_condition(idx_date.c.low, idx_date.c.high, prefix, low, high, ctx.now_us))
-    return membership(rid, idx_date, res_type, clause, conds)
+    return membership(rid, idx_date, res_type, clause, conds, ctx.patient)

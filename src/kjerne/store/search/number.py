@@ -54,7 +54,7 @@ def build_number(rid: ColumnElement[Any], res_type: str, clause: Clause, ctx: Bu
             prefix, raw = split_prefix(v)
             value, half = parse_number(clause.param.code, raw)
             conds.append(value_condition(idx_number.c.value, prefix, value, half))
-    return membership(rid, idx_number, res_type, clause, conds)
+    return membership(rid, idx_number, res_type, clause, conds, ctx.patient)
 
 
 def build_quantity(rid: ColumnElement[Any], res_type: str, clause: Clause, ctx: BuildContext) -> ColumnElement[bool]:
@@ -74,4 +74,4 @@ def build_quantity(rid: ColumnElement[Any], res_type: str, clause: Clause, ctx: 
                 elif code:
                     cond = and_(cond, or_(q.code == code, q.unit == code))
             conds.append(cond)
-    return membership(rid, idx_quantity, res_type, clause, conds)
+    return membership(rid, idx_quantity, res_type, clause, conds, ctx.patient)

@@ -61,8 +61,8 @@ def build(
             )
         )
         cond = and_(ref.target_type == clause.chain.target_type, ref.target_id.in_(targets))
-        return rid.in_(index_subquery(idx_reference, res_type, clause.param.code, cond))
+        return rid.in_(index_subquery(idx_reference, res_type, clause.param.code, cond, ctx.patient))
     if clause.modifier == "missing":
-        return membership(rid, idx_reference, res_type, clause, [])
+        return membership(rid, idx_reference, res_type, clause, [], ctx.patient)
     conds = [value_condition(clause, v, ctx) for v in clause.values]
-    return rid.in_(index_subquery(idx_reference, res_type, clause.param.code, any_of(conds)))
+    return rid.in_(index_subquery(idx_reference, res_type, clause.param.code, any_of(conds), ctx.patient))

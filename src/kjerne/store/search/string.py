@@ -22,4 +22,4 @@ def value_condition(value: str, modifier: str | None) -> ColumnElement[bool]:
 
 def build(rid: ColumnElement[Any], res_type: str, clause: Clause, ctx: BuildContext) -> ColumnElement[bool]:
     conds = [value_condition(v, clause.modifier) for v in clause.values]
-    return membership(rid, idx_string, res_type, clause, conds)
+    return membership(rid, idx_string, res_type, clause, conds, ctx.patient)

@@ -36,6 +36,6 @@ def build(rid: ColumnElement[Any], res_type: str, clause: Clause, ctx: BuildCont
 
                 raise invalid(f"{clause.param.code}:of-type takes system|code|value", clause.param.code)
             conds.append(and_(idx_token.c.system == parts[0], idx_token.c.code == f"{parts[1]}|{parts[2]}"))
-        return rid.in_(index_subquery(idx_token, res_type, clause.param.code + ":of-type", or_(*conds)))
+        return rid.in_(index_subquery(idx_token, res_type, clause.param.code + ":of-type", or_(*conds), ctx.patient))
     conds = [value_condition(v, clause.modifier) for v in clause.values]
-    return membership(rid, idx_token, res_type, clause, conds)
+    return membership(rid, idx_token, res_type, clause, conds, ctx.patient)
