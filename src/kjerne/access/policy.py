@@ -118,7 +118,7 @@ class AccessPolicy:
         if not self._loaded:
             with self.engine.connect() as conn:
                 self.bind(conn)
-                conn.rollback()
+                conn.commit()  # not rollback: psycopg drops its prepared statements on every ROLLBACK
 
     @property
     def views(self) -> dict[str, PatientView]:
