@@ -72,21 +72,28 @@ def check_full_urls(entries: list[dict[str, Any]]) -> None:
 
 
 def _rewrite(node: Any, mapping: dict[str, str], where: str, problems: list[Issue]) -> Any:
+    """Resolve urn:uuid / urn:oid references in place (the entry's resource is replaced anyway), and
+    only descend into objects and arrays: a resource has many more leaves than containers."""
     if isinstance(node, dict):
-        out = {}
         for k, v in node.items():
-            if k == "reference" and isinstance(v, str) and (v.startswith("urn:uuid:") or v.startswith("urn:oid:")):
-                if v in mapping:
-                    v = mapping[v]
-                elif v.startswith("urn:uuid:"):
-                    problems.append(
-                        Issue("not-found", f"reference '{v}' does not match any fullUrl in the transaction", where)
-                    )
-            out[k] = _rewrite(v, mapping, where, problems)
-        return out
-    if isinstance(node, list):
-        return [_rewrite(v, mapping, where, problems) for v in node]
+            if isinstance(v, str):
+                if k == "reference" and v.startswith(("urn:uuid:", "urn:oid:")):
+                    if v in mapping:
+                        node[k] = mapping[v]
+                    elif v.startswith("urn:uuid:"):
+                        problems.append(
+                            Issue("not-found", f"reference '{v}' does not match any fullUrl in the transaction", where)
+                        )
+            elif isinstance(v, _CONTAINERS):
+                _rewrite(v, mapping, where, problems)
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, _CONTAINERS):
+                _rewrite(item, mapping, where, problems)
     return node
+
+
+_CONTAINERS = (dict, list)
 
 
 class BundleProcessor:
