@@ -208,33 +208,37 @@ class AccessPolicy:
             raise FhirError.of(403, "forbidden", f"the token's scopes do not allow reading {res_type}")
 
     def read_filter(self, res_type: str, table: Any) -> ColumnElement[bool] | None:
+        """Callers pass the type of the rows `table` holds ("*" when they may be of any type)."""
         kind = self.principal.kind
         if res_type != "*" and not self.principal.can(res_type, "read"):
             return false()
-        directory = and_(table.c.patient.is_(None), table.c.res_type.in_(DIRECTORY_TYPES))
+        directory = _directory(res_type, table)
         if kind == "system":
             return false()
         if kind == "citizen":
             if not self.own_patients:
-                return directory
-            own = table.c.patient.in_(self.own_patients)
+                return directory if directory is not None else false()
+            own = _patient_in(table, self.own_patients)
             hidden = or_(
                 table.c.rid.in_(self._labelled(self.own_patients, r.NEKTING)),
                 table.c.rid.in_(self._unreleased(self.own_patients)),
                 table.c.rid.in_(self._consents(self.own_patients, (r.NEKTING, r.UTSATT))),
             )
-            return or_(directory, and_(own, not_(hidden)))
+            mine = and_(own, not_(hidden))
+            return mine if directory is None else or_(directory, mine)
         # practitioner
-        parts: list[ColumnElement[bool]] = [directory]
+        parts: list[ColumnElement[bool]] = [] if directory is None else [directory]
         full = [v.patient for v in self.views.values() if not v.hidden and not v.hidden_services]
         if full:
-            parts.append(table.c.patient.in_(full))
+            parts.append(_patient_in(table, full))
         for v in self.views.values():
             if v.hidden:
                 parts.append(and_(table.c.patient == v.patient, table.c.res_type == "Patient"))
             elif v.hidden_services:
                 svc = self._service_rows(v.patient, v.hidden_services)
                 parts.append(and_(table.c.patient == v.patient, not_(table.c.rid.in_(svc))))
+        if not parts:
+            return false()
         visible = [v for v in self.views.values() if not v.hidden]
         # Each exclusion below is left out for the patients it cannot touch (restriction_state), so an
         # unrestricted patient's read is a plain patient filter.
@@ -493,6 +497,18 @@ class AccessPolicy:
             )
             append(conn, actor, one)
         self.recorded += 1
+
+
+def _directory(res_type: str, table: Any) -> ColumnElement[bool] | None:
+    """The directory rows among rows of `res_type`: none when the type is not a directory type, so a
+    read of an Observation carries no list of directory types to bind and expand."""
+    if res_type == "*":
+        return and_(table.c.patient.is_(None), table.c.res_type.in_(DIRECTORY_TYPES))
+    return table.c.patient.is_(None) if res_type in DIRECTORY_TYPES else None
+
+
+def _patient_in(table: Any, patients: list[str]) -> ColumnElement[bool]:
+    return table.c.patient == patients[0] if len(patients) == 1 else table.c.patient.in_(patients)
 
 
 def _may_have(view: PatientView, kinds: tuple[str, ...]) -> bool:
