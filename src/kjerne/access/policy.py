@@ -224,8 +224,8 @@ class AccessPolicy:
                 table.c.rid.in_(self._unreleased(self.own_patients)),
                 table.c.rid.in_(self._consents(self.own_patients, (r.NEKTING, r.UTSATT))),
             )
-            mine = and_(own, not_(hidden))
-            return mine if directory is None else or_(directory, mine)
+            readable = and_(own, not_(hidden))
+            return readable if directory is None else or_(directory, readable)
         # practitioner
         parts: list[ColumnElement[bool]] = [] if directory is None else [directory]
         full = [v.patient for v in self.views.values() if not v.hidden and not v.hidden_services]
