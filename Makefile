@@ -45,6 +45,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/access.py
 	$(BIN)/python bench/portal.py
+	$(BIN)/python bench/maledata.py
+	$(BIN)/python bench/svarrapport.py
+	$(BIN)/python bench/lastn.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
