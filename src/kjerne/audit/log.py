@@ -25,10 +25,15 @@ def link_hash(prev: str, content: bytes) -> str:
     return hashlib.sha256(prev.encode("ascii") + b"\n" + content).hexdigest()
 
 
+# Built once: constructing them per append cost more than the SQLite statements themselves.
+_HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+_HEAD_LOCKED = _HEAD.with_for_update()
+_INSERT = insert(audit_table)
+_MOVE_HEAD = update(audit_head).where(audit_head.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+
+
 def _head(conn: Connection) -> tuple[int, str]:
-    q = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update()
+    q = _HEAD_LOCKED if conn.dialect.name == "postgresql" else _HEAD
     row = conn.execute(q).first()
     if row is None:
         conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS))
@@ -96,26 +101,27 @@ def append(conn: Connection, actor: Actor, rec: AccessRecord) -> list[int]:
         content = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
         digest = link_hash(prev, content)
         seq = conn.execute(
-            insert(audit_table).values(
-                recorded=recorded,
-                patient=patient,
-                agent_kind=actor.kind,
-                agent_hpr=actor.hpr,
-                agent_pid=actor.pid,
-                agent_org=actor.org,
-                action=rec.action,
-                outcome=rec.outcome,
-                purpose=actor.purpose,
-                access_basis=actor.access_basis,
-                override=rec.override,
-                content=content,
-                prev_hash=prev,
-                hash=digest,
-            )
+            _INSERT,
+            {
+                "recorded": recorded,
+                "patient": patient,
+                "agent_kind": actor.kind,
+                "agent_hpr": actor.hpr,
+                "agent_pid": actor.pid,
+                "agent_org": actor.org,
+                "action": rec.action,
+                "outcome": rec.outcome,
+                "purpose": actor.purpose,
+                "access_basis": actor.access_basis,
+                "override": rec.override,
+                "content": content,
+                "prev_hash": prev,
+                "hash": digest,
+            },
         ).inserted_primary_key[0]
         seqs.append(seq)
         prev = digest
-    conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=prev))
+    conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
     return seqs
 
 
