@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -51,6 +52,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
     return outcome_response(exc.status_code, [Issue(code, str(exc.detail))])
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """The database went away or refused the connection: a transient 503 the client may retry, not a
+    500. Any other database error is a fault of ours."""
+    assert isinstance(exc, DBAPIError)
+    if not (exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)):
+        return await _unexpected(request, exc)
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
+    response = outcome_response(503, [Issue("transient", "the database is unavailable; try again shortly")])
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -149,7 +162,12 @@ def create_app(
     routes.extend(portal_routes(settings, engine))
     app = Starlette(
         routes=routes,
-        exception_handlers={FhirError: _fhir_error, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={
+            FhirError: _fhir_error,
+            HTTPException: _http_error,
+            DBAPIError: _database_error,
+            Exception: _unexpected,
+        },
         lifespan=_warm_up if gate is not None else None,
     )
     app.state.settings = settings

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.pool import NullPool
+
+PING_AFTER_IDLE_S = 1.0
 
 
 def normalise_url(url: str) -> str:
@@ -14,7 +18,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, ping_after_idle: float = PING_AFTER_IDLE_S) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("sqlite:///", 1)[1] if "sqlite:///" in url else ""
@@ -24,7 +28,36 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    _ping_when_idle(engine, ping_after_idle)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """Check a pooled PostgreSQL connection with a round trip only when it has been idle for a while.
+
+    Pinging at every checkout (SQLAlchemy's pool_pre_ping) cost each request a round trip. A
+    connection handed back less than `idle_s` ago is taken as it is, unless psycopg already knows it
+    is broken; one that fails its ping is replaced before anyone uses it. A server that goes away
+    within the window fails that request, which gets a 503 (see `app`), and the pool is renewed.
+    """
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _returned(dbapi_conn: Any, record: Any) -> None:
+        record.info["returned"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        if getattr(dbapi_conn, "broken", False) or dbapi_conn.closed:
+            raise exc.DisconnectionError("the connection is broken")
+        returned = record.info.pop("returned", None)
+        if returned is not None and time.monotonic() - returned < idle_s:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as err:
+            raise exc.DisconnectionError(f"the connection failed its ping: {err}") from err
 
 
 def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]

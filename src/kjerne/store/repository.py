@@ -87,7 +87,8 @@ class Repository:
                 try:
                     yield conn
                 finally:
-                    conn.info.pop("relaxed_commit", None)
+                    if not conn.invalidated:  # a lost connection has no info to clean (and raises)
+                        conn.info.pop("relaxed_commit", None)
 
     @contextmanager
     def writing(self) -> Iterator[Writer]:
