@@ -59,9 +59,7 @@ def _terminate(url: str, pid: int) -> None:
 
 
 @pytest.mark.parametrize(("window", "expected"), [(60.0, 0), (0.0, 5)])
-def test_a_connection_returned_within_the_window_is_not_pinged(
-    pg_url: str, window: float, expected: int
-) -> None:
+def test_a_connection_returned_within_the_window_is_not_pinged(pg_url: str, window: float, expected: int) -> None:
     engine = make_engine(pg_url, pool_size=1, ping_after_idle=window)
     try:
         pings = _counting_pings(engine)
