@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
 OID_FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 OID_DNR = "urn:oid:2.16.578.1.12.4.1.4.2"
@@ -27,6 +28,11 @@ def _mod11(digits: str, weights: tuple[int, ...]) -> int | None:
 
 
 def person_checksum_ok(value: str) -> bool:
+    return type(value) is str and _person_checksum_ok(value)
+
+
+@lru_cache(maxsize=1 << 16)  # a batch names the same person in every entry
+def _person_checksum_ok(value: str) -> bool:
     if len(value) != 11 or not value.isdigit():
         return False
     return _mod11(value[:9], _K1) == int(value[9]) and _mod11(value[:10], _K2) == int(value[10])
@@ -60,7 +66,12 @@ def birth_date(value: str) -> dt.date | None:
 
 def is_valid_fnr(value: str) -> bool:
     """Fødselsnummer, D-nummer or synthetic number with valid check digits and a real date."""
-    return person_checksum_ok(value) and birth_date(value) is not None
+    return type(value) is str and _valid_fnr(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _valid_fnr(value: str) -> bool:
+    return _person_checksum_ok(value) and birth_date(value) is not None
 
 
 def is_synthetic(value: str) -> bool:

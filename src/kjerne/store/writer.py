@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -452,6 +453,7 @@ class Writer:
     def _copy(self, table: str, rows: list[dict[str, Any]]) -> None:
         columns = list(rows[0])
         cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        values = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
         with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as out:
             for row in rows:
-                out.write_row([row[c] for c in columns])
+                out.write_row(values(row))
