@@ -427,28 +427,47 @@ class Writer:
         """Write buffered index rows: one bulk write per index table instead of one per resource
         (COPY on PostgreSQL, executemany on SQLite). Called before anything in this transaction
         searches the index, and at finish()."""
-        copy = self.conn.dialect.name == "postgresql"
+        if self.conn.dialect.name == "postgresql":
+            self._flush_pg()
+            return
+        for kind, batch in self._pending.items():
+            if batch:
+                self.conn.execute(_INSERT_INDEX[kind], batch)
+                batch.clear()
+        self._pending_count = 0
+        if self._codes:
+            self.conn.execute(insert(patient_code).prefix_with("OR IGNORE"), self._codes)
+            self._codes.clear()
+
+    def _flush_pg(self) -> None:
+        """Resource rows and large index batches by COPY; every smaller batch as an executemany on
+        psycopg's pipeline, all of them in one round trip rather than one each."""
         if self._new_rows:
             self._copy(resource.name, self._new_rows)
             self._new_rows.clear()
             self._buffered.clear()
+        small: list[tuple[str, list[dict[str, Any]], str]] = []
         for kind, batch in self._pending.items():
-            if not batch:
-                continue
-            if copy and len(batch) >= _COPY_FROM:
+            if len(batch) >= _COPY_FROM:
                 self._copy(_INDEX_BY_KIND[kind].name, batch)
-            else:
-                self.conn.execute(_INSERT_INDEX[kind], batch)
-            batch.clear()
-        self._pending_count = 0
+                batch.clear()
+            elif batch:
+                small.append((_INDEX_BY_KIND[kind].name, batch, ""))
         if self._codes:
-            if copy:
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-                self.conn.execute(pg_insert(patient_code).on_conflict_do_nothing(), self._codes)
-            else:
-                self.conn.execute(insert(patient_code).prefix_with("OR IGNORE"), self._codes)
-            self._codes.clear()
+            small.append((patient_code.name, self._codes, " ON CONFLICT DO NOTHING"))
+        if small:
+            driver = self.conn.connection.driver_connection  # type: ignore[union-attr]
+            with driver.pipeline(), driver.cursor() as cur:
+                for table, batch, tail in small:
+                    columns = list(batch[0])
+                    values = itemgetter(*columns) if len(columns) > 1 else (lambda row, c=columns[0]: (row[c],))
+                    cur.executemany(
+                        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}){tail}",
+                        [values(row) for row in batch],
+                    )
+            for _, batch, _ in small:
+                batch.clear()
+        self._pending_count = 0
 
     def _copy(self, table: str, rows: list[dict[str, Any]]) -> None:
         columns = list(rows[0])
