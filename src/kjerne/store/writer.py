@@ -456,7 +456,8 @@ class Writer:
         if self._codes:
             small.append((patient_code.name, self._codes, " ON CONFLICT DO NOTHING"))
         if small:
-            driver = self.conn.connection.driver_connection  # type: ignore[union-attr]
+            driver = self.conn.connection.driver_connection
+            assert driver is not None
             with driver.pipeline(), driver.cursor() as cur:
                 for table, batch, tail in small:
                     columns = list(batch[0])
