@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 from starlette.testclient import TestClient
 
 from kjerne.access.context import UNRESTRICTED
@@ -111,3 +112,29 @@ def test_a_database_gone_under_a_request_gives_503_and_the_next_request_recovers
     assert "Traceback" not in gone.text and "psycopg" not in gone.text
 
     assert client.get("/fhir/Patient?_count=1").status_code == 200
+
+
+def test_a_transaction_left_idle_is_ended_by_the_server_and_the_pool_recovers(pg_url: str) -> None:
+    engine = make_engine(pg_url, pool_size=1, idle_in_transaction=0.3)
+    try:
+        with engine.connect() as conn:
+            shown = conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one()
+            assert shown == "300ms"
+            time.sleep(0.8)  # a client stuck mid-transaction
+            with pytest.raises(DBAPIError) as err:
+                conn.execute(text("SELECT 1")).all()
+            assert "idle-in-transaction" in str(err.value)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+def test_options_in_the_url_are_kept(pg_url: str) -> None:
+    engine = make_engine(pg_url + "?options=-c%20statement_timeout%3D4321")
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar_one() == "4321ms"
+            assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one() == "5min"
+    finally:
+        engine.dispose()

@@ -6,10 +6,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event, exc, make_url
 from sqlalchemy.pool import NullPool
 
 PING_AFTER_IDLE_S = 1.0
+# No request leaves its transaction idle for long: one that does (a client stuck mid-transaction) is
+# ended by PostgreSQL, its locks released, instead of holding up every request queued behind them.
+IDLE_IN_TRANSACTION_S = 300
 
 
 def normalise_url(url: str) -> str:
@@ -18,7 +21,13 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 10, ping_after_idle: float = PING_AFTER_IDLE_S) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    ping_after_idle: float = PING_AFTER_IDLE_S,
+    idle_in_transaction: float = IDLE_IN_TRANSACTION_S,
+) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("sqlite:///", 1)[1] if "sqlite:///" in url else ""
@@ -28,7 +37,11 @@ def make_engine(url: str, *, pool_size: int = 10, ping_after_idle: float = PING_
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    options = f"-c idle_in_transaction_session_timeout={int(idle_in_transaction * 1000)}"
+    given = make_url(url).query.get("options")  # an operator's own options in the URL are kept
+    if given:
+        options = f"{given if isinstance(given, str) else ' '.join(given)} {options}"
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, connect_args={"options": options})
     _ping_when_idle(engine, ping_after_idle)
     return engine
 
