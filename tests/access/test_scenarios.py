@@ -709,6 +709,52 @@ def test_producers_cannot_read_through_a_conditional_create(world: World) -> Non
     assert m not in r.text, f"the conditional create returned another producer's data: {r.status_code}"
 
 
+def test_a_producers_batch_of_conditional_creates_matches_only_its_own_deliveries(world: World) -> None:
+    """Several identifier conditions of several types are settled by one look-up; what another lab
+    delivered under the same identifiers is neither returned nor matched."""
+    pid = world.patient(P1)
+    ours, theirs = world.producer(), world.producer(OTHER_LAB)
+    system = "urn:oid:2.16.578.1.12.4.1.1.9999"
+
+    def batch(values: list[str]) -> dict[str, Any]:
+        entries = []
+        for value in values:
+            obs = measurement(f"Patient/{pid}", fnr=P1)
+            obs["identifier"] = [{"system": system, "value": value}]
+            spec = {
+                "resourceType": "Specimen",
+                "identifier": [{"system": system, "value": value}],
+                "subject": {"reference": f"Patient/{pid}"},
+            }
+            for res in (obs, spec):
+                entries.append(
+                    {
+                        "fullUrl": f"urn:uuid:{len(entries):08d}-0000-4000-8000-000000000000",
+                        "resource": res,
+                        "request": {
+                            "method": "POST",
+                            "url": res["resourceType"],
+                            "ifNoneExist": f"identifier={system}|{value}",
+                        },
+                    }
+                )
+        return {"resourceType": "Bundle", "type": "batch", "entry": entries}
+
+    first = theirs.post_bundle(batch(["their-1", "shared-1"]))
+    assert first.status_code == 200, first.text
+    assert [e["response"]["status"][:3] for e in first.json()["entry"]] == ["201"] * 4
+    mine = ours.post_bundle(batch(["our-1"]))
+    assert [e["response"]["status"][:3] for e in mine.json()["entry"]] == ["201"] * 2
+    again = ours.post_bundle(batch(["our-1", "shared-1", "their-1"]))
+    assert again.status_code == 200, again.text
+    statuses = [e["response"]["status"][:3] for e in again.json()["entry"]]
+    # our own deliveries are found (200); the other lab's, under the same identifiers, are not
+    assert statuses == ["200", "200", "201", "201", "201", "201"], statuses
+    theirs_ids = {e["response"]["location"].split("/_history")[0] for e in first.json()["entry"]}
+    ours_ids = {e["response"]["location"].split("/_history")[0] for e in again.json()["entry"]}
+    assert not theirs_ids & ours_ids
+
+
 def test_producers_cannot_write_restrictions(world: World) -> None:
     pid = world.patient(P1)
     lab = world.producer()

@@ -427,12 +427,16 @@ class AccessPolicy:
         neither reveal nor overwrite another's data); a person's match only what they may read."""
         if self.principal.kind == "system":
             source = PRODUCER_SOURCE + (self.principal.org or self.principal.subject)
-            # Correlated, so that only the candidate rows are checked, never all that the producer sent.
-            return (
-                select(idx_uri.c.rid)
-                .where(and_(idx_uri.c.rid == table.c.rid, idx_uri.c.param == "_source", idx_uri.c.value == source))
-                .exists()
+            # A scalar subquery, probed by rid for each candidate row. An EXISTS here, under the OR of a
+            # many-type look-up, is planned by PostgreSQL as a hashed subplan over every row the
+            # producer ever sent: a cost that grows with its whole history.
+            delivered_by = (
+                select(idx_uri.c.value)
+                .where(and_(idx_uri.c.rid == table.c.rid, idx_uri.c.param == "_source"))
+                .limit(1)
+                .scalar_subquery()
             )
+            return delivered_by == source
         return self.read_filter(res_type, table)
 
     def guard(self, resource: dict[str, Any], existing: Any) -> None:

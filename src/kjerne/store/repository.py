@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import Connection, Engine, and_, literal, or_, select, true, union_all
+from sqlalchemy import Connection, Engine, String, and_, bindparam, func, literal, or_, select, true, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from kjerne.access.context import UNRESTRICTED, AccessContext, AccessRecord
@@ -464,13 +465,25 @@ class Repository:
         t = idx_token.c
         types = sorted({res_type for res_type, _, _ in idents})
         codes = sorted({code for _, _, code in idents})
-        conds = [
-            resource.c.deleted.is_(False),
-            t.res_type.in_(types) if len(types) > 1 else t.res_type == types[0],
-            t.param == "identifier",
-            t.code.in_(codes) if len(codes) > 1 else t.code == codes[0],
-            resource.c.res_type == t.res_type,
-        ]
+        conds = [resource.c.deleted.is_(False), t.param == "identifier", resource.c.res_type == t.res_type]
+        q = select(t.system, t.code, resource).join(idx_token, idx_token.c.rid == resource.c.rid)
+        if conn.dialect.name == "postgresql" and len(idents) > 1:
+            # The wanted (type, value) pairs as one array-valued join: an exact index probe per pair,
+            # one statement for any count. IN lists over both columns are planned as a range over
+            # every identifier of the types, filtered by value.
+            pairs = sorted({(res_type, code) for res_type, _, code in idents})
+            wanted_pairs = (
+                func.unnest(
+                    bindparam("w_types", [p[0] for p in pairs], type_=ARRAY(String)),
+                    bindparam("w_codes", [p[1] for p in pairs], type_=ARRAY(String)),
+                )
+                .table_valued("res_type", "code", name="w")
+                .render_derived()
+            )
+            q = q.join(wanted_pairs, and_(t.res_type == wanted_pairs.c.res_type, t.code == wanted_pairs.c.code))
+        else:
+            conds.append(t.res_type.in_(types) if len(types) > 1 else t.res_type == types[0])
+            conds.append(t.code.in_(codes) if len(codes) > 1 else t.code == codes[0])
         if len(idents) == 1:
             conds.append(t.system == idents[0][1])
         filters = {res_type: self.access.match_filter(res_type, resource) for res_type in types}
@@ -480,7 +493,6 @@ class Repository:
             conds.append(
                 or_(*(and_(resource.c.res_type == ty, f if f is not None else true()) for ty, f in filters.items()))
             )
-        q = select(t.system, t.code, resource).join(idx_token, idx_token.c.rid == resource.c.rid)
         wanted = set(idents)
         out: dict[tuple[str, str, str], list[Stored]] = {}
         for row in conn.execute(q.where(and_(*conds)).order_by(resource.c.rid)):

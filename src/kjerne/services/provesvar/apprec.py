@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from functools import cache
 from importlib import metadata
 
 from lxml import etree
@@ -48,6 +49,7 @@ _SCRAPE = {
 }
 
 
+@cache  # reading the installed package's metadata costs more than building the receipt
 def _version() -> str:
     try:
         return metadata.version("kjerne")
