@@ -33,6 +33,7 @@ from sqlalchemy.pool import StaticPool
 
 from kjerne.demo import catalogue as cat
 from kjerne.fhir.identifiers import OID_FNR, OID_ORGNR, make_synthetic_fnr
+from kjerne.store.db import normalise_url
 from kjerne.store.schema import metadata, resource
 from kjerne.store.writer import Writer
 from kjerne.testing.pgcluster import Cluster, find_bindir
@@ -223,6 +224,20 @@ def machine_busy() -> float:
 
 def ncpu() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def analyse(db_url: str) -> None:
+    """PostgreSQL: gather planner statistics after the warm-up, as autovacuum has long done in a running
+    service. A benchmark starts from empty tables, and statements prepared then keep plans made for
+    empty tables until the next ANALYZE (autovacuum's first one comes a minute or more later)."""
+    if not db_url.startswith("postgresql"):
+        return
+    engine = create_engine(normalise_url(db_url), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    finally:
+        engine.dispose()
 
 
 def wait_for_quiet(*, threshold: float = 0.15, max_wait: float = 30.0) -> float:

@@ -155,7 +155,8 @@ def main() -> int:
         f"on average {results:.1f} results, {n_res:.1f} stored resources and {n_rows:.0f} rows per message. "
         f"The first {args.warmup} messages of each run are a warm-up and not counted. {args.clients} client threads "
         "with keep-alive connections, a producer's system token, `kjerne serve --dev` on 127.0.0.1. PostgreSQL "
-        "with **fsync=on, synchronous_commit=on**; each run on a fresh, migrated database.\n\n"
+        "with **fsync=on, synchronous_commit=on**; each run on a fresh, migrated database, whose tables are "
+        "analysed after the warm-up (`c.analyse`), as autovacuum keeps them in a running service.\n\n"
         + c.markdown_table(headers, rows)
         + f"\n{verdict}\n\n"
         "Notes:\n\n"
