@@ -27,6 +27,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,7 @@ _SECURITY_LEVEL_ALIASES = {
     "idporten-loa-substantial": "3",
     "substantial": "3",
 }
+VERIFIED_CACHE_SIZE = 10_000  # tokens remembered as verified, least recently used dropped first
 _JWKS_RETRY_SECONDS = 30.0  # least time between two fetches of a JWKS URL, whatever the reason
 _JWKS_FETCH_TIMEOUT = 5.0
 _MAX_TOKEN_LENGTH = 16_384
@@ -267,6 +269,12 @@ class TokenVerifier:
             if config.issuer in self._issuers:
                 raise ValueError(f"issuer {config.issuer} is configured twice")
             self._issuers[config.issuer] = (config, JwksSource(config, clock, http))
+        # Tokens whose signature was verified, with the key that verified it. A client sends the same
+        # token for minutes; checking an RS256/ES256 signature costs more than the rest of a read. A hit
+        # counts only while that very key is still published (a rotated JWKS imports new key objects),
+        # and expiry, audience and the attestation are checked anew on every request.
+        self._verified: OrderedDict[str, tuple[Key, bytes, IssuerConfig]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     @property
     def issuers(self) -> list[IssuerConfig]:
@@ -281,6 +289,11 @@ class TokenVerifier:
     # -- signature and registered claims ----------------------------------------------------------
 
     def _verified_claims(self, token: str) -> dict[str, Any]:
+        hit = self._verified_signature(token)
+        if hit is not None:
+            claims, config = hit
+            self._check_registered_claims(claims, config)
+            return claims
         try:
             obj = jws.extract_compact(token.encode("ascii"), registry=self._registry)
         except (JoseError, ValueError, UnicodeError):
@@ -307,11 +320,32 @@ class TokenVerifier:
             raise _reject("the token's issuer is not trusted")
         config, source = entry
 
-        self._check_signature(obj, source, alg, kid)
+        key = self._check_signature(obj, source, alg, kid)
         self._check_registered_claims(unverified, config)
+        self._remember(token, key, obj.payload, config)
         return unverified
 
-    def _check_signature(self, obj: jws.CompactSignature, source: JwksSource, alg: str, kid: str | None) -> None:
+    def _verified_signature(self, token: str) -> tuple[dict[str, Any], IssuerConfig] | None:
+        with self._verified_lock:
+            hit = self._verified.get(token)
+            if hit is None:
+                return None
+            self._verified.move_to_end(token)
+        key, payload, config = hit
+        published = self._issuers[config.issuer][1].keys()
+        if not any(k is key for k in published):
+            with self._verified_lock:
+                self._verified.pop(token, None)
+            return None
+        return json.loads(payload), config  # a fresh copy: callers may not alter what is remembered
+
+    def _remember(self, token: str, key: Key, payload: bytes, config: IssuerConfig) -> None:
+        with self._verified_lock:
+            self._verified[token] = (key, payload, config)
+            while len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+
+    def _check_signature(self, obj: jws.CompactSignature, source: JwksSource, alg: str, kid: str | None) -> Key:
         candidates = _candidates(source.keys(), alg, kid)
         if not candidates and kid is not None:
             candidates = _candidates(source.keys(refresh=True), alg, kid)
@@ -320,7 +354,7 @@ class TokenVerifier:
         for key in candidates:
             try:
                 if jws.validate_compact(obj, key, registry=self._registry):
-                    return
+                    return key
             except (JoseError, ValueError):
                 continue
         raise _reject("the token's signature is not valid")

@@ -52,6 +52,7 @@ class Repository:
         self.base_url = base_url
         self._matches: dict[tuple[str, str], list[Stored]] = {}  # conditions settled in this write transaction
         self._merging: list[AccessRecord] | None = None
+        self._pending: list[AccessRecord] | None = None  # audit entries of the write transaction under way
         self._writer: Writer | None = None  # of the write transaction under way
 
     # -- transactions -------------------------------------------------------------------------
@@ -98,13 +99,18 @@ class Repository:
         try:
             with self.write_tx() as conn:
                 writer = Writer(conn, guard=self.access.guard)
-                self._writer = writer
+                self._writer, self._pending = writer, []
                 try:
                     yield writer
                     writer.finish()
+                    # The audit entries go last. An append holds the chain head's lock until commit, so
+                    # the transaction's own work (the index rows above all) must not run under it, or
+                    # concurrent writers would queue behind each other's whole transactions.
+                    for rec in self._pending:
+                        self.access.record(conn, rec)
                 finally:
                     self._matches.clear()
-                    self._writer = None
+                    self._writer, self._pending = None, None
         except FhirError as err:
             if err.status == 403 and not err.audited:
                 # A guard refused a version inside the transaction, which rolled back: audit it anew.
@@ -143,6 +149,12 @@ class Repository:
         if self._merging is not None:
             self._merging.append(rec)
         else:
+            self._audit_at_commit(conn, rec)
+
+    def _audit_at_commit(self, conn: Connection, rec: AccessRecord) -> None:
+        if self._pending is not None and self._writer is not None and self._writer.conn is conn:
+            self._pending.append(rec)
+        else:
             self.access.record(conn, rec)
 
     @contextmanager
@@ -159,7 +171,7 @@ class Repository:
                 into.resource_ids.extend(rec.resource_ids)
                 into.patients.extend(p for p in rec.patients if p not in into.patients)
             for rec in merged.values():
-                self.access.record(conn, rec)
+                self._audit_at_commit(conn, rec)
         finally:
             self._merging = None
             self._matches.clear()
