@@ -72,7 +72,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     created = updated = 0
     for bundle in generate(seed=args.seed, persons=args.persons):
-        out = BundleProcessor(repo).transaction(bundle)
+        out = BundleProcessor(repo, minimal=True).transaction(bundle)
         for e in out["entry"]:
             status = e["response"]["status"]
             created += status.startswith("201")

@@ -52,7 +52,7 @@ def import_item(repo: Repository, where: str, item: Any, summary: ImportSummary)
         summary.reject(where, "not a FHIR resource")
         return
     if item["resourceType"] == "Bundle" and item.get("type") in ("transaction", "batch"):
-        response = BundleProcessor(repo).process(item)
+        response = BundleProcessor(repo, minimal=True).process(item)
         for n, entry in enumerate(response.get("entry", [])):
             status = entry.get("response", {}).get("status", "")
             if status.startswith("201"):

@@ -232,7 +232,7 @@ async def history(request: Request) -> FhirResponse:
 async def system_root(request: Request) -> FhirResponse:
     body = await json_body(request, settings(request).max_body_bytes)
     repo = await run_in_threadpool(repo_for, request)
-    processor = BundleProcessor(repo, minimal="return=minimal" in request.headers.get("prefer", ""))
+    processor = BundleProcessor(repo, minimal="return=minimal" in request.headers.get("prefer", ""), serialised=True)
     return FhirResponse(await run_in_threadpool(processor.process, body))
 
 

@@ -95,7 +95,7 @@ async def maledata(request: Request) -> Response:
             if ident is not None:
                 req["ifNoneExist"] = f"identifier={quote(ident['system'], safe=':/')}|{quote(ident['value'], safe='')}"
 
-    processor = BundleProcessor(repo, minimal="return=minimal" in request.headers.get("prefer", ""))
+    processor = BundleProcessor(repo, minimal="return=minimal" in request.headers.get("prefer", ""), serialised=True)
     response = await run_in_threadpool(processor.batch, bundle, prepare=once_per_identifier)
     return FhirResponse(response)
 

@@ -97,11 +97,17 @@ _CONTAINERS = (dict, list)
 
 
 class BundleProcessor:
-    def __init__(self, repo: Repository, *, minimal: bool = False) -> None:
+    def __init__(self, repo: Repository, *, minimal: bool = False, serialised: bool = False) -> None:
         """`minimal` (the client's `Prefer: return=minimal`): each written entry answers with its status,
-        location and version only, not the stored resource."""
+        location and version only, not the stored resource. `serialised`: written resources go into the
+        response as their stored JSON (orjson fragments), for a caller that only serialises the response:
+        parsing them to serialise them again cost more than the rest of building it."""
         self.repo = repo
         self.minimal = minimal
+        self.serialised = serialised
+
+    def _written(self, stored: Stored) -> Any:
+        return orjson.Fragment(stored.content) if self.serialised else stored.resource()
 
     def process(self, bundle: Any) -> dict[str, Any]:
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
@@ -244,7 +250,7 @@ class BundleProcessor:
             if stored is not None:
                 entry["fullUrl"] = f"{self.repo.base_url.rstrip('/')}/{stored.res_type}/{stored.res_id}"
                 if not self.minimal:
-                    entry["resource"] = stored.resource()
+                    entry["resource"] = self._written(stored)
             elif "_body" in resp:
                 entry["resource"] = resp.pop("_body")
             out_entries.append(entry)
@@ -391,7 +397,7 @@ class BundleProcessor:
             raise FhirError(err.status, [_at(issue, i) for issue in err.issues], audited=err.audited) from None
         resp = _response(result, method)
         if not self.minimal:
-            resp["_body"] = result.stored.resource()
+            resp["_body"] = self._written(result.stored)
         return resp
 
     def _read_entry(self, e: dict[str, Any]) -> dict[str, Any]:

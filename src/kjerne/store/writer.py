@@ -235,7 +235,9 @@ class Writer:
                 self._patients.setdefault((system, ident["value"]), res_id)
 
     def _create_patient(self, res: dict[str, Any]) -> str:
-        return self.put(res, res["id"], guarded=False, fresh=True).stored.res_id
+        pid = self.put(res, res["id"], guarded=False, fresh=True).stored.res_id
+        self.reservations.setdefault(pid, [])  # a person first seen now has set no restriction yet
+        return pid
 
     def put(
         self,

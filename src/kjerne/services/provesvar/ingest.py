@@ -163,7 +163,7 @@ def ingest_result_message(
         record(writer.conn, delivery)
 
     try:
-        BundleProcessor(repo).transaction(result.bundle, after=lifecycle)
+        BundleProcessor(repo, minimal=True).transaction(result.bundle, after=lifecycle)
     except FhirError as err:
         return _rejected(
             repo, result, xml, delivery, [f"the result could not be stored: {i.diagnostics}" for i in err.issues]
