@@ -12,11 +12,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from kjerne.api import fhir_routes, ingest_routes
+from kjerne.api.connections import RecycleConnections
 from kjerne.api.render import error_response, outcome_response
 from kjerne.config import Settings
 from kjerne.fhir.outcome import FhirError, Issue
@@ -162,6 +164,7 @@ def create_app(
     routes.extend(portal_routes(settings, engine))
     app = Starlette(
         routes=routes,
+        middleware=[Middleware(RecycleConnections, every=settings.keepalive_requests)],
         exception_handlers={
             FhirError: _fhir_error,
             HTTPException: _http_error,

@@ -23,6 +23,7 @@ class Settings:
     var_dir: Path = field(default_factory=lambda: Path("var"))
     issuers_file: str | None = None  # JSON list of {issuer, audiences, jwks_path | jwks_url}
     audience: str = "kjerne"
+    keepalive_requests: int = 100  # a keep-alive connection is closed after this many (0: never)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -34,6 +35,7 @@ class Settings:
             dev=os.environ.get("KJERNE_DEV", "") in ("1", "true", "yes"),
             issuers_file=os.environ.get("KJERNE_ISSUERS") or None,
             audience=os.environ.get("KJERNE_AUDIENCE", "kjerne"),
+            keepalive_requests=_env_int("KJERNE_KEEPALIVE_REQUESTS", 100),
         )
         s.var_dir = Path(os.environ.get("KJERNE_VAR", "var"))
         s.base_url = os.environ.get("KJERNE_BASE_URL", "")

@@ -85,3 +85,30 @@ def test_writes_and_denials_always_wait_for_the_disk(world: World) -> None:
     txs = audited_transactions(seen)
     assert len(txs) == 2  # the write, and the denied read
     assert not any(relaxed(tx) for tx in txs)
+
+
+def test_a_write_transaction_appends_its_audit_entry_last(world: World) -> None:
+    """The append holds the chain head until commit: nothing else of the transaction may run after it,
+    or every other audited request would wait for that work too."""
+    pid = world.patient(P1)
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:0000000{i}-0000-4000-8000-000000000000",
+                "resource": lab_result(f"Patient/{pid}", value=5.0 + i),
+                "request": {"method": "POST", "url": "Observation"},
+            }
+            for i in range(3)
+        ],
+    }
+    with statements(world) as seen:
+        r = world.producer().post_bundle(bundle)
+        assert r.status_code == 200, r.text
+    (tx,) = audited_transactions(seen)
+    first_audit = min(i for i, s in enumerate(tx) if "audit_" in s)
+    writes = ("INSERT INTO idx_", "INSERT INTO resource", "INSERT INTO patient_code", "UPDATE resource", "DELETE FROM")
+    assert not [s for s in tx[first_audit:] if s.lstrip().startswith(writes)], tx[first_audit:]
+    if world.api.db == "sqlite":  # on PostgreSQL the rows go by COPY, which these events do not see
+        assert any(s.startswith("INSERT INTO idx_") for s in tx[:first_audit])

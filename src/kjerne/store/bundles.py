@@ -230,7 +230,7 @@ class BundleProcessor:
             written = [r["_resource"] for r in responses.values() if "_resource" in r]
             if after is not None:
                 after(writer, written)
-            self.repo._record(
+            self.repo._record_write(  # appended last, with the commit
                 conn,
                 AccessRecord(
                     "transaction",
