@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from sqlalchemy import Engine, func, insert, select
 
@@ -127,16 +126,16 @@ def run_api(db: str, db_url: str, var: Path, bodies: list[bytes], *, workers: in
         latencies: list[float] = [0.0] * len(bodies)
         created = [0] * len(bodies)
 
-        def post(i: int, client: httpx.Client) -> None:
+        def post(i: int, client: c.LoadClient) -> None:
             t0 = time.perf_counter()
-            r = client.post(srv.url + "/fhir/", content=bodies[i], headers=headers)
+            r = client.post("/fhir/", content=bodies[i], headers=headers)
             latencies[i] = time.perf_counter() - t0
             if r.status_code != 200:
                 raise RuntimeError(f"bundle {i}: HTTP {r.status_code}: {r.text[:500]}")
             created[i] = r.content.count(b'"status":"201 Created"')
 
-        def client() -> httpx.Client:
-            return httpx.Client(timeout=120)
+        def client() -> c.LoadClient:
+            return c.LoadClient(srv.url)
 
         fan_out(warmup, clients, post, client)
         c.analyse(db_url)
@@ -331,10 +330,10 @@ def report(runs: list[Run], args: argparse.Namespace, started: float, pg_note: s
         + f"\n{args.bundles:,} Bundles of {RESOURCES_PER_BUNDLE} resources (1 DiagnosticReport, 10 Observations, "
         f"1 Specimen, 1 ServiceRequest) for {min(args.patients, args.bundles):,} patients named by fødselsnummer; "
         f"the first {args.warmup} Bundles of each run are a warm-up and not counted. {args.clients} client threads, "
-        "each with its own keep-alive httpx connection, POST pre-serialised Bundles to `kjerne serve --dev` on "
-        "127.0.0.1. Resources/s counts the 13 resources of each Bundle; the Patients that identity resolution "
-        "creates are extra. Each run starts on a fresh, migrated database; on PostgreSQL the tables are analysed "
-        "after the warm-up (`c.analyse`), as autovacuum keeps them in a running service.\n\n"
+        "each with its own keep-alive connection (`c.LoadClient`, on http.client), POST pre-serialised Bundles to "
+        "`kjerne serve --dev` on 127.0.0.1. Resources/s counts the 13 resources of each Bundle; the Patients that "
+        "identity resolution creates are extra. Each run starts on a fresh, migrated database; on PostgreSQL the "
+        "tables are analysed after the warm-up (`c.analyse`), as autovacuum keeps them in a running service.\n\n"
         + markdown_table_runs(headers, rows)
         + "\n"
         + verdict

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
 import common as c
@@ -141,15 +140,15 @@ def run_api(db_url: str, var: Path, bodies: list[bytes], *, path: str, content_t
         headers = {"authorization": f"Bearer {token}", "content-type": content_type, "prefer": "return=minimal"}
         latencies = [0.0] * len(bodies)
 
-        def post(i: int, client: httpx.Client) -> None:
+        def post(i: int, client: c.LoadClient) -> None:
             t0 = time.perf_counter()
-            r = client.post(srv.url + path, content=bodies[i], headers=headers)
+            r = client.post(path, content=bodies[i], headers=headers)
             latencies[i] = time.perf_counter() - t0
             if not accepted(r):
                 raise RuntimeError(f"message {i}: HTTP {r.status_code}: {r.text[:800]}")
 
-        def client() -> httpx.Client:
-            return httpx.Client(timeout=120)
+        def client() -> c.LoadClient:
+            return c.LoadClient(srv.url)
 
         ing.fan_out(warmup, clients, post, client)
         c.analyse(db_url)
@@ -232,7 +231,7 @@ def main() -> int:
     prepared = ing.prepare(bundles, tmp)
     n_rows = sum(ing.row_total(x) for x in prepared) / len(prepared)
 
-    def accepted(r: httpx.Response) -> bool:
+    def accepted(r: c.Reply) -> bool:
         return r.status_code == 200 and r.content.count(b'"status":"201') == PER_BUNDLE
 
     runs: list[Run] = []

@@ -27,7 +27,6 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 from sqlalchemy import text
 
 import common as c
@@ -100,7 +99,7 @@ def main() -> int:
     n_res = sum(len(x.resources) for x in prepared) / len(prepared)
     n_rows = sum(ing.row_total(x) for x in prepared) / len(prepared)
 
-    def accepted(r: httpx.Response) -> bool:
+    def accepted(r: c.Reply) -> bool:
         return r.status_code == 200
 
     runs: list[m.Run] = []

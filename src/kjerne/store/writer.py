@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -14,7 +13,8 @@ from sqlalchemy import Connection, and_, bindparam, delete, insert, select, upda
 from kjerne.fhir.identifiers import OID_FNR, PERSON_SYSTEMS, URI_FNR
 from kjerne.fhir.outcome import FhirError, Issue
 from kjerne.fhir.validation import validate
-from kjerne.store import rules
+from kjerne.store import bulk_pg, rules
+from kjerne.store.bulk_pg import rows_json
 from kjerne.store.clock import now_us, us_to_instant
 from kjerne.store.identity import resolve_person_references
 from kjerne.store.indexing import IndexRows, extract
@@ -95,7 +95,11 @@ _DELETE_INDEX["obs"] = delete(idx_obs).where(idx_obs.c.rid == bindparam("r"))
 _INSERT_INDEX = {kind: insert(t) for kind, t in INDEX_TABLES.items()}
 _INSERT_INDEX["obs"] = insert(idx_obs)
 _INDEX_BY_KIND = {**INDEX_TABLES, "obs": idx_obs}
-_COPY_FROM = 20  # rows; a COPY costs more round trips than one multi-row INSERT below this
+_FLUSH_PG = bulk_pg.statement(
+    [bulk_pg.Target(resource)]
+    + [bulk_pg.Target(table) for table in _INDEX_BY_KIND.values()]
+    + [bulk_pg.Target(patient_code, on_conflict_do_nothing=True)]
+)
 
 
 def current(conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Stored | None:
@@ -442,40 +446,20 @@ class Writer:
             self._codes.clear()
 
     def _flush_pg(self) -> None:
-        """Resource rows and large index batches by COPY; every smaller batch as an executemany on
-        psycopg's pipeline, all of them in one round trip rather than one each."""
-        if self._new_rows:
-            self._copy(resource.name, self._new_rows)
-            self._new_rows.clear()
-            self._buffered.clear()
-        small: list[tuple[str, list[dict[str, Any]], str]] = []
-        for kind, batch in self._pending.items():
-            if len(batch) >= _COPY_FROM:
-                self._copy(_INDEX_BY_KIND[kind].name, batch)
-                batch.clear()
-            elif batch:
-                small.append((_INDEX_BY_KIND[kind].name, batch, ""))
-        if self._codes:
-            small.append((patient_code.name, self._codes, " ON CONFLICT DO NOTHING"))
-        if small:
-            driver = self.conn.connection.driver_connection
-            assert driver is not None
-            with driver.pipeline(), driver.cursor() as cur:
-                for table, batch, tail in small:
-                    columns = list(batch[0])
-                    values = itemgetter(*columns) if len(columns) > 1 else (lambda row, c=columns[0]: (row[c],))
-                    cur.executemany(
-                        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}){tail}",
-                        [values(row) for row in batch],
-                    )
-            for _, batch, _ in small:
-                batch.clear()
+        """Every buffered row in one statement and one round trip (`bulk_pg`)."""
+        if not self._new_rows and not self._codes and not any(self._pending.values()):
+            self._pending_count = 0
+            return
+        params = [rows_json(self._new_rows)]
+        params += [rows_json(self._pending[kind]) for kind in _INDEX_BY_KIND]
+        params.append(rows_json(self._codes))
+        driver = self.conn.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cur:
+            cur.execute(_FLUSH_PG, params, prepare=True)
+        self._new_rows.clear()
+        self._buffered.clear()
+        for batch in self._pending.values():
+            batch.clear()
+        self._codes.clear()
         self._pending_count = 0
-
-    def _copy(self, table: str, rows: list[dict[str, Any]]) -> None:
-        columns = list(rows[0])
-        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        values = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
-        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as out:
-            for row in rows:
-                out.write_row(values(row))
