@@ -453,10 +453,9 @@ class Writer:
         params = [rows_json(self._new_rows)]
         params += [rows_json(self._pending[kind]) for kind in _INDEX_BY_KIND]
         params.append(rows_json(self._codes))
-        driver = self.conn.connection.driver_connection
-        assert driver is not None
-        with driver.cursor() as cur:
-            cur.execute(_FLUSH_PG, params, prepare=True)
+        # Through SQLAlchemy, so a database error arrives as DBAPIError like any other statement's
+        # (a batch then retries its entries one by one; the API answers with an OperationOutcome).
+        self.conn.exec_driver_sql(_FLUSH_PG, tuple(params))
         self._new_rows.clear()
         self._buffered.clear()
         for batch in self._pending.values():
