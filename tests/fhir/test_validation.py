@@ -719,3 +719,19 @@ def test_validation_does_not_modify_the_resource() -> None:
     before = copy.deepcopy(resource)
     validate(resource)
     assert resource == before
+
+
+def test_values_found_valid_before_are_remembered_but_faults_always_reported() -> None:
+    from kjerne.fhir.validation import _compiled
+
+    code = {"coding": [{"system": "http://loinc.org", "code": "718-7", "display": "Hemoglobin"}]}
+    assert validate(observation(code=code)) == []
+    assert ("CodeableConcept", False, json.dumps(code, separators=(",", ":")).encode()) in _compiled().clean
+    assert validate(observation(code=code, category=[code])) == []
+    bad = {"coding": [{"system": "http://loinc.org", "code": " "}]}
+    for _ in range(2):  # a faulty value is not remembered as valid
+        assert one_issue(observation(code=bad)) == ("value", "Observation.code.coding[0].code")
+    assert one_issue(observation(category=[code, bad])) == ("value", "Observation.category[1].coding[0].code")
+    fnr = {"identifier": {"system": OID_FNR, "value": "12345678901"}}  # wrong check digits
+    for _ in range(2):
+        assert one_issue(observation(subject=fnr)) == ("value", "Observation.subject.identifier.value")

@@ -463,13 +463,61 @@ def test_skipping_getters_for_absent_elements_changes_no_rows(monkeypatch):
     skipped = 0
     for _, res in resources:
         plan = plan_for(res["resourceType"])
-        skipped += sum(1 for _, _, _, needs in plan if needs is not None and res.keys().isdisjoint(needs))
+        skipped += sum(1 for _, _, _, needs, _ in plan if needs is not None and res.keys().isdisjoint(needs))
     assert skipped > 1000  # the shortcut is really taken
     fast = [extract(res) for _, res in resources]
     for rtype in {res["resourceType"] for _, res in resources}:
-        monkeypatch.setitem(_PLANS, rtype, tuple((c, g, conv, None) for c, g, conv, _ in plan_for(rtype)))
+        monkeypatch.setitem(_PLANS, rtype, tuple((c, g, conv, None, None) for c, g, conv, _, _ in plan_for(rtype)))
     full = [extract(res) for _, res in resources]
     assert fast == full
+
+
+def test_remembered_rows_are_the_rows_computed_afresh(monkeypatch):
+    resources = [res for _, res in _example_resources()]
+    _PLANS.clear()  # fresh memos
+    first = [extract(res) for res in resources]
+    again = [extract(res) for res in resources]  # now mostly from the memos
+    remembered = sum(
+        len(m.rows) for rtype in {r["resourceType"] for r in resources} for *_, m in plan_for(rtype) if m is not None
+    )
+    assert remembered > 100  # the memos are really used
+    for rtype in {res["resourceType"] for res in resources}:
+        monkeypatch.setitem(_PLANS, rtype, tuple((c, g, conv, n, None) for c, g, conv, n, _ in plan_for(rtype)))
+    fresh = [extract(res) for res in resources]
+    assert first == fresh and again == fresh
+
+
+def test_a_resource_with_contained_resources_bypasses_the_memos():
+    # resolve() of "#id" reads Resource.contained, which the memo keys do not cover
+    res = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "contained": [{"resourceType": "Patient", "id": "s"}],
+        "subject": {"reference": "#s"},
+    }
+    memos = [m for *_, m in plan_for("Observation") if m is not None]
+    before = [m.lookups for m in memos]
+    extract(res)
+    assert [m.lookups for m in memos] == before
+    extract({k: v for k, v in res.items() if k != "contained"})
+    assert [m.lookups for m in memos] != before
+
+
+def test_a_memo_for_values_that_never_repeat_switches_itself_off():
+    _PLANS.clear()
+    for i in range(2100):
+        extract(
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "x"},
+                "identifier": [{"system": "urn:x", "value": str(i)}],
+            }
+        )
+    memos = {code: m for code, *_, m in plan_for("Observation") if m is not None}
+    assert not memos["identifier"].on and not memos["identifier"].rows
+    assert memos["code"].on and len(memos["code"].rows) == 1
 
 
 def test_a_getter_that_lists_or_answers_without_elements_always_runs():
@@ -479,11 +527,11 @@ def test_a_getter_that_lists_or_answers_without_elements_always_runs():
 
 
 def test_composite_special_and_store_columns_not_planned():
-    obs_codes = {code for code, _, _, _ in plan_for("Observation")}
+    obs_codes = {code for code, *_ in plan_for("Observation")}
     assert "code-value-quantity" not in obs_codes and "combo-code-value-concept" not in obs_codes
     assert {"_id", "_lastUpdated", "_text", "_content", "_query"}.isdisjoint(obs_codes)
     assert {"code", "patient", "subject", "_tag", "_profile", "_security", "_source"} <= obs_codes
-    assert "near" not in {code for code, _, _, _ in plan_for("Location")}
+    assert "near" not in {code for code, *_ in plan_for("Location")}
     assert plan_for("Observation") is plan_for("Observation")
 
 

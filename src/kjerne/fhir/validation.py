@@ -45,6 +45,8 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
+import orjson
+
 from kjerne.fhir import model
 from kjerne.fhir.identifiers import identifier_problem
 from kjerne.fhir.outcome import Issue
@@ -257,11 +259,12 @@ class _Prop:
 
 
 class _Struct:
-    __slots__ = ("is_resource", "name", "props", "required", "special")
+    __slots__ = ("is_resource", "memo", "name", "props", "required", "special")
 
     def __init__(self, name: str, is_resource: bool) -> None:
         self.name = name
         self.is_resource = is_resource
+        self.memo = name in _MEMO_TYPES
         self.props: dict[str, _Prop] = {}
         # (element name, its name in expressions, JSON names any of which satisfies it, minimum)
         self.required: tuple[tuple[str, str, tuple[str, ...], int], ...] = ()
@@ -269,11 +272,18 @@ class _Struct:
 
 
 class _Compiled:
-    __slots__ = ("resources", "structs")
+    __slots__ = ("clean", "resources", "structs")
 
     def __init__(self, structs: dict[str, _Struct], resources: dict[str, _Struct]) -> None:
         self.structs = structs
         self.resources = resources
+        self.clean: set[tuple[str, bool, bytes]] = set()  # see _walk_memo
+
+
+# Small datatypes that recur verbatim from one resource to the next (the same codes, units, senders
+# and subjects): a value of one of them found valid once is not walked again.
+_MEMO_TYPES = frozenset({"Coding", "CodeableConcept", "Quantity", "Reference", "Identifier", "Period"})
+_MEMO_MAX = 50_000
 
 
 def _has_value_extensions(struct_name: str, element_name: str, type_code: str, is_resource: bool) -> bool:
@@ -428,6 +438,25 @@ def _resource(run: _Run, obj: Any, path: str) -> None:
         _walk(run, obj, struct, path or rtype)
 
 
+def _walk_memo(run: _Run, obj: dict[str, Any], struct: _Struct, path: str) -> None:
+    """`_walk` for a value that may have been found valid before. Whether a value of these types is valid
+    depends on nothing but the value and whether conditional references are allowed."""
+    try:
+        key = (struct.name, run.conditional_ok, orjson.dumps(obj))
+    except TypeError:  # a Decimal from a precision-keeping parser: not worth remembering
+        _walk(run, obj, struct, path)
+        return
+    clean = run.compiled.clean
+    if key in clean:
+        return
+    before = len(run.issues)
+    _walk(run, obj, struct, path)
+    if len(run.issues) == before:
+        if len(clean) >= _MEMO_MAX:
+            clean.clear()
+        clean.add(key)
+
+
 def _walk(run: _Run, obj: dict[str, Any], struct: _Struct, path: str) -> None:
     props = struct.props
     chosen: dict[str, str] | None = None
@@ -473,9 +502,10 @@ def _walk(run: _Run, obj: dict[str, Any], struct: _Struct, path: str) -> None:
                         run.add(problem[0], problem[1], f"{path}.{key}[{i}]")
             elif kind == _COMPLEX:
                 sub = prop.struct
+                walk = _walk_memo if sub.memo else _walk  # type: ignore[union-attr]
                 for i, item in enumerate(value):
                     if type(item) is dict and item:
-                        _walk(run, item, sub, f"{path}.{key}[{i}]")  # type: ignore[arg-type]
+                        walk(run, item, sub, f"{path}.{key}[{i}]")  # type: ignore[arg-type]
                     else:
                         _not_object(run, item, f"{path}.{key}[{i}]")
             elif kind == _RESOURCE:
@@ -495,7 +525,9 @@ def _walk(run: _Run, obj: dict[str, Any], struct: _Struct, path: str) -> None:
                     run.add(problem[0], problem[1], f"{path}.{key}")
             elif kind == _COMPLEX:
                 if type(value) is dict and value:
-                    _walk(run, value, prop.struct, f"{path}.{key}")  # type: ignore[arg-type]
+                    sub = prop.struct
+                    walk = _walk_memo if sub.memo else _walk  # type: ignore[union-attr]
+                    walk(run, value, sub, f"{path}.{key}")  # type: ignore[arg-type]
                 else:
                     _not_object(run, value, f"{path}.{key}")
             elif kind == _RESOURCE:

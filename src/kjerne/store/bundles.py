@@ -13,9 +13,10 @@ from sqlalchemy.exc import DBAPIError
 from kjerne.access.context import AccessRecord
 from kjerne.fhir.model import resource_types
 from kjerne.fhir.outcome import FhirError, Issue, invalid
+from kjerne.store.ids import new_id
 from kjerne.store.records import Stored
 from kjerne.store.repository import Repository, _type_of
-from kjerne.store.writer import Writer, WriteResult, new_id
+from kjerne.store.writer import Writer, WriteResult
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}
 

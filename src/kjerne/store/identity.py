@@ -3,13 +3,13 @@ id, and a Patient is created when data first arrives for an unknown person."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, select
 
 from kjerne.fhir.identifiers import OID_FNR, PERSON_SYSTEMS, URI_FNR
+from kjerne.store.ids import new_id
 from kjerne.store.schema import idx_token, resource
 
 
@@ -89,7 +89,7 @@ def resolve_person_references(
             pid = create_patient(
                 {
                     "resourceType": "Patient",
-                    "id": str(uuid.uuid4()),
+                    "id": new_id(),
                     "identifier": [{"system": system, "value": value}],
                 }
             )

@@ -46,8 +46,11 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo
+
+import orjson
 
 from kjerne.fhir.fhirpath import UnsupportedExpression, compile_expression
 from kjerne.fhir.searchparams import registry
@@ -151,7 +154,15 @@ def date_range(value: str) -> tuple[int, int]:
     Raises ValueError for anything malformed or impossible (month 13, 30 February, hour 24,
     leap second 60, offset beyond ±14:00).
     """
-    m = _DATE.fullmatch(value) if isinstance(value, str) else None
+    if type(value) is not str:
+        raise ValueError(f"not a FHIR date/dateTime: {value!r}")
+    return _date_range(value)
+
+
+# One resource's date is read by the index, the observation index and the rules: parsed once.
+@lru_cache(maxsize=4096)
+def _date_range(value: str) -> tuple[int, int]:
+    m = _DATE.fullmatch(value)
     if m is None:
         raise ValueError(f"not a FHIR date/dateTime: {value!r}")
     year_s, month_s, day_s, hour_s, minute_s, second_s, fraction_s, zone_s = m.groups()
@@ -214,10 +225,20 @@ _STRING_PARTS = (
 _RELATIVE_REF = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?")
 
 
-def _norm_or_none(*parts: Any) -> str | None:
-    text = " ".join(p for p in parts if isinstance(p, str) and p)
-    if not text:
+def _norm_or_none(first: Any, second: Any = None) -> str | None:
+    """The normalised text of one or two parts (a coding's display and its concept's text)."""
+    a = first if isinstance(first, str) and first else None
+    b = second if isinstance(second, str) and second else None
+    if a is None and b is None:
         return None
+    text = f"{a} {b}" if a is not None and b is not None else (a or b or "")
+    if len(text) <= 200:  # displays and code texts: the same few thousand over and over
+        return _norm_short(text)
+    return normalise(text) or None
+
+
+@lru_cache(maxsize=8192)
+def _norm_short(text: str) -> str | None:
     return normalise(text) or None
 
 
@@ -456,8 +477,46 @@ _CONVERTERS: dict[str, Converter] = {
 
 # --------------------------------------------------------------------------- plans
 
-Plan = tuple[tuple[str, Callable[[Any], list[Any]], Converter, frozenset[str] | None], ...]
+Plan = tuple[tuple[str, Callable[[Any], list[Any]], Converter, frozenset[str] | None, "_Memo | None"], ...]
 _PLANS: dict[str, Plan] = {}
+_ROW_KINDS = ("tokens", "strings", "dates", "references", "quantities", "numbers", "uris")
+
+
+class _Memo:
+    """The rows one parameter gave for a value of the elements it reads. Most of what arrives repeats
+    the codes, categories, senders and subjects of what came before; a parameter whose values seldom
+    repeat (times, identifiers) stops being remembered once that shows."""
+
+    __slots__ = ("hits", "keys", "lookups", "on", "rows")
+    MAX = 4096
+    TRIAL = 2000
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        self.keys = tuple(sorted(keys))
+        self.rows: dict[bytes, tuple[tuple[str, tuple[Any, ...]], ...]] = {}
+        self.lookups = self.hits = 0
+        self.on = True
+
+    def key(self, resource: dict[str, Any]) -> bytes | None:
+        try:
+            return orjson.dumps([resource.get(k) for k in self.keys])
+        except TypeError:  # a Decimal or an oversized integer: computed afresh
+            return None
+
+    def seen(self, hit: bool) -> None:
+        self.lookups += 1
+        self.hits += hit
+        if self.lookups == self.TRIAL and self.hits * 4 < self.lookups:
+            self.on = False
+            self.rows.clear()
+
+    def store(self, key: bytes, part: IndexRows) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        rows = tuple((kind, tuple(items)) for kind in _ROW_KINDS if (items := getattr(part, kind)))
+        if self.on:
+            if len(self.rows) >= self.MAX:
+                self.rows.clear()
+            self.rows[key] = rows
+        return rows
 
 
 class _Probe(dict[str, Any]):
@@ -534,7 +593,10 @@ def plan_for(resource_type: str) -> Plan:
             getter = compile_expression(sp.expression, resource_type=resource_type, choices=reg.choices)
         except UnsupportedExpression:
             continue
-        steps.append((code, getter, converter, _needs(resource_type, getter)))
+        needs = _needs(resource_type, getter)
+        # Only the elements in `needs` decide the rows, unless the expression reaches the root again.
+        memo = _Memo(needs) if needs is not None and "%resource" not in sp.expression else None
+        steps.append((code, getter, converter, needs, memo))
     plan = tuple(steps)
     _PLANS[resource_type] = plan
     return plan
@@ -547,13 +609,27 @@ def extract(resource: dict[str, Any]) -> IndexRows:
         raise ValueError("resource without a resourceType")
     rows = IndexRows()
     present = resource.keys()
-    for code, getter, converter, needs in plan_for(resource_type):
+    # resolve() of a contained reference ("#id") reads Resource.contained: such rows are not remembered.
+    remember = "contained" not in present
+    for code, getter, converter, needs, memo in plan_for(resource_type):
         if needs is not None and present.isdisjoint(needs):
+            continue
+        if memo is not None and memo.on and remember and (key := memo.key(resource)) is not None:
+            known = memo.rows.get(key)
+            memo.seen(known is not None)
+            if known is None:
+                part = IndexRows()
+                values = getter(resource)
+                if values:
+                    converter(code, values, part)
+                known = memo.store(key, part)
+            for kind, items in known:
+                getattr(rows, kind).extend(items)
             continue
         values = getter(resource)
         if values:
             converter(code, values, rows)
-    for name in ("tokens", "strings", "dates", "references", "quantities", "numbers", "uris"):
+    for name in _ROW_KINDS:
         items = getattr(rows, name)
         if len(items) > 1:
             setattr(rows, name, list(dict.fromkeys(items)))

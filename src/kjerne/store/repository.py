@@ -17,6 +17,7 @@ from kjerne.access.context import UNRESTRICTED, AccessContext, AccessRecord
 from kjerne.fhir.model import resource_types
 from kjerne.fhir.outcome import FhirError, invalid
 from kjerne.store.clock import now_us
+from kjerne.store.ids import new_id
 from kjerne.store.records import Stored, row_to_stored
 from kjerne.store.schema import cut, idx_token, resource, resource_history
 from kjerne.store.search import builder, include
@@ -24,7 +25,7 @@ from kjerne.store.search.common import BuildContext
 from kjerne.store.search.cursor import decode
 from kjerne.store.search.request import SearchRequest
 from kjerne.store.search.request import parse as parse_search
-from kjerne.store.writer import Writer, WriteResult, new_id
+from kjerne.store.writer import Writer, WriteResult
 
 
 @dataclass(slots=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +31,6 @@ class WriteResult:
     stored: Stored
     created: bool
     changed: bool = True
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 def _strip_meta(res: dict[str, Any]) -> dict[str, Any]:
