@@ -17,16 +17,16 @@ def person_references(node: Any) -> list[dict[str, Any]]:
     """Every Reference in a resource that names a person by national id but has no literal reference,
     in document order."""
     found: list[dict[str, Any]] = []
-    if isinstance(node, dict | list):
+    if type(node) is dict or type(node) is list:  # parsed JSON: plain dicts and lists
         _collect(node, found)
     return found
 
 
 def _collect(node: Any, found: list[dict[str, Any]]) -> None:
-    if isinstance(node, dict):
+    if type(node) is dict:
         ident = node.get("identifier")
         if (
-            isinstance(ident, dict)
+            type(ident) is dict
             and "reference" not in node
             and ident.get("system") in PERSON_SYSTEMS
             and node.get("type", "Patient") == "Patient"
@@ -34,15 +34,14 @@ def _collect(node: Any, found: list[dict[str, Any]]) -> None:
         ):
             found.append(node)
         for key, value in node.items():
-            if key != "contained" and isinstance(value, _CONTAINERS):
+            kind = type(value)
+            if (kind is dict or kind is list) and key != "contained":
                 _collect(value, found)
     else:
         for item in node:
-            if isinstance(item, _CONTAINERS):
+            kind = type(item)
+            if kind is dict or kind is list:
                 _collect(item, found)
-
-
-_CONTAINERS = (dict, list)
 
 
 _FIND_PATIENT = (

@@ -602,30 +602,51 @@ def plan_for(resource_type: str) -> Plan:
     return plan
 
 
+_SHAPES: dict[tuple[str, frozenset[str]], tuple[Plan, Plan]] = {}
+_SHAPES_MAX = 2048
+
+
+def _steps(resource_type: str, present: frozenset[str]) -> Plan:
+    """The plan's steps that can yield rows for a resource with these top-level elements. Resources of a
+    kind mostly share a few shapes, so this is worked out once per shape."""
+    plan = plan_for(resource_type)
+    known = _SHAPES.get((resource_type, present))
+    if known is not None and known[0] is plan:
+        return known[1]
+    steps = tuple(step for step in plan if step[3] is None or not present.isdisjoint(step[3]))
+    if len(_SHAPES) >= _SHAPES_MAX:
+        _SHAPES.clear()
+    _SHAPES[(resource_type, present)] = (plan, steps)
+    return steps
+
+
 def extract(resource: dict[str, Any]) -> IndexRows:
     """Index rows for one resource version, deduplicated. Unknown resource types yield no rows."""
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str):
         raise ValueError("resource without a resourceType")
     rows = IndexRows()
-    present = resource.keys()
+    present = frozenset(resource)
     # resolve() of a contained reference ("#id") reads Resource.contained: such rows are not remembered.
     remember = "contained" not in present
-    for code, getter, converter, needs, memo in plan_for(resource_type):
-        if needs is not None and present.isdisjoint(needs):
-            continue
-        if memo is not None and memo.on and remember and (key := memo.key(resource)) is not None:
-            known = memo.rows.get(key)
-            memo.seen(known is not None)
-            if known is None:
-                part = IndexRows()
-                values = getter(resource)
-                if values:
-                    converter(code, values, part)
-                known = memo.store(key, part)
-            for kind, items in known:
-                getattr(rows, kind).extend(items)
-            continue
+    keys: dict[tuple[str, ...], bytes | None] = {}  # memo keys, shared by the parameters reading the same elements
+    for code, getter, converter, _, memo in _steps(resource_type, present):
+        if memo is not None and memo.on and remember:
+            key = keys.get(memo.keys, b"")
+            if key == b"":
+                key = keys[memo.keys] = memo.key(resource)
+            if key is not None:
+                known = memo.rows.get(key)
+                memo.seen(known is not None)
+                if known is None:
+                    part = IndexRows()
+                    values = getter(resource)
+                    if values:
+                        converter(code, values, part)
+                    known = memo.store(key, part)
+                for kind, items in known:
+                    getattr(rows, kind).extend(items)
+                continue
         values = getter(resource)
         if values:
             converter(code, values, rows)

@@ -158,11 +158,11 @@ def flag(obs: dict[str, Any], checked: Checked) -> None:
 
 def _check_subject(obs: Mapping[str, Any], errors: list[Issue]) -> None:
     subject = obs.get("subject")
-    if not isinstance(subject, Mapping):
+    if not isinstance(subject, dict):
         errors.append(Issue("required", "the measurement has no subject", "Observation.subject"))
         return
     ident = subject.get("identifier")
-    if not isinstance(ident, Mapping) or not str(ident.get("value") or "").strip():
+    if not isinstance(ident, dict) or not str(ident.get("value") or "").strip():
         errors.append(
             Issue(
                 "required",
@@ -216,7 +216,7 @@ def _check_times(obs: Mapping[str, Any], now: dt.datetime, errors: list[Issue]) 
         if name in obs:
             moments.append((f"Observation.{name}", obs[name]))
     period = obs.get("effectivePeriod")
-    if isinstance(period, Mapping):
+    if isinstance(period, dict):
         moments += [(f"Observation.effectivePeriod.{k}", period[k]) for k in ("start", "end") if k in period]
     if not moments:
         errors.append(
@@ -313,7 +313,7 @@ def _check_quantity(
     errors: list[Issue],
 ) -> tuple[float | None, str | None]:
     """(value in the canonical unit, flag); (None, None) after recording an error."""
-    if not isinstance(qty, Mapping):
+    if not isinstance(qty, dict):
         errors.append(Issue("invalid", f"{label}: expected a Quantity", path))
         return None, None
     value = qty.get("value")
@@ -372,7 +372,7 @@ def _check_integer(
         # The VKP examples send scores as a Quantity with a score unit (or none).
         qty = obs["valueQuantity"]
         path = "Observation.valueQuantity.value"
-        if not isinstance(qty, Mapping):
+        if not isinstance(qty, dict):
             errors.append(Issue("invalid", f"{label}: expected a Quantity", "Observation.valueQuantity"))
             return None, None
         code = qty.get("code")
@@ -431,7 +431,7 @@ def _check_components(obs: Mapping[str, Any], mtype: MeasurementType, errors: li
         return []
     found: dict[str, int] = {}
     for i, comp in enumerate(raw):
-        if not isinstance(comp, Mapping):
+        if not isinstance(comp, dict):
             continue
         spec = next((c for c in mtype.components if c.codes.matches(comp.get("code"))), None)
         if spec is None:
@@ -517,11 +517,11 @@ def _interpretation(flag: str | None) -> list[Coding] | None:
 
 def _is_vital_signs(obs: Mapping[str, Any]) -> bool:
     for concept in obs.get("category") or ():
-        if not isinstance(concept, Mapping):
+        if not isinstance(concept, dict):
             continue
         for coding in concept.get("coding") or ():
             if (
-                isinstance(coding, Mapping)
+                isinstance(coding, dict)
                 and coding.get("code") == "vital-signs"
                 and coding.get("system") in (None, OBSERVATION_CATEGORY)
             ):
@@ -531,8 +531,8 @@ def _is_vital_signs(obs: Mapping[str, Any]) -> bool:
 
 def _describe_code(obs: Mapping[str, Any]) -> str:
     concept = obs.get("code")
-    codings = concept.get("coding") if isinstance(concept, Mapping) else None
-    shown = [f"{c.get('code')} ({c.get('system')})" for c in codings or () if isinstance(c, Mapping) and c.get("code")]
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    shown = [f"{c.get('code')} ({c.get('system')})" for c in codings or () if isinstance(c, dict) and c.get("code")]
     return ", ".join(shown) if shown else "(no code)"
 
 

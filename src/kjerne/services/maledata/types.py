@@ -304,10 +304,10 @@ class TypeRegistry:
 
 
 def _codings(concept: Any) -> Iterable[tuple[str | None, str | None]]:
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, dict):
         return
     for coding in concept.get("coding") or ():
-        if isinstance(coding, Mapping):
+        if isinstance(coding, dict):
             yield coding.get("system"), coding.get("code")
 
 
