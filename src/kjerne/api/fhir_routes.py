@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from kjerne.api.body import form_pairs, json_body
 from kjerne.api.render import FhirResponse, search_bundle
+from kjerne.api.write_slots import run_write
 from kjerne.fhir.capability import capability_statement
 from kjerne.fhir.outcome import FhirError, invalid
 from kjerne.store.bundles import BundleProcessor, _etag_version
@@ -233,7 +234,7 @@ async def system_root(request: Request) -> FhirResponse:
     body = await json_body(request, settings(request).max_body_bytes)
     repo = await run_in_threadpool(repo_for, request)
     processor = BundleProcessor(repo, minimal="return=minimal" in request.headers.get("prefer", ""), serialised=True)
-    return FhirResponse(await run_in_threadpool(processor.process, body))
+    return FhirResponse(await run_write(request, processor.process, body))
 
 
 async def audit_log(request: Request) -> FhirResponse:

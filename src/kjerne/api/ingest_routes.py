@@ -12,6 +12,7 @@ from kjerne.access.principal import Principal
 from kjerne.api.auth import Gate, request_info
 from kjerne.api.body import media_type, raw_body
 from kjerne.api.render import FhirResponse
+from kjerne.api.write_slots import run_write
 from kjerne.fhir.outcome import FhirError, Issue, operation_outcome
 from kjerne.services.ingest_log import producer_stats
 from kjerne.store.repository import Repository
@@ -46,7 +47,7 @@ async def svarrapport(request: Request) -> Response:
     if media_type(request) not in XML_TYPES:
         raise FhirError.of(415, "not-supported", "send the Svarrapport as application/xml")
     body = await raw_body(request, request.app.state.settings.max_body_bytes)
-    receipt = await run_in_threadpool(ingest_svarrapport, repo, body, principal.org or principal.subject)
+    receipt = await run_write(request, ingest_svarrapport, repo, body, principal.org or principal.subject)
     if _wants_fhir(request):
         severity = "error" if receipt.status == "rejected" else "information"
         issues = [
@@ -69,7 +70,7 @@ async def hl7v2(request: Request) -> Response:
     ):
         raise FhirError.of(415, "not-supported", "send the message as application/hl7-v2")
     body = await raw_body(request, request.app.state.settings.max_body_bytes)
-    receipt = await run_in_threadpool(ingest_hl7v2, repo, body, principal.org or principal.subject)
+    receipt = await run_write(request, ingest_hl7v2, repo, body, principal.org or principal.subject)
     return Response(receipt.body, status_code=receipt.http_status, media_type="application/hl7-v2")
 
 
@@ -96,7 +97,7 @@ async def maledata(request: Request) -> Response:
                 req["ifNoneExist"] = f"identifier={quote(ident['system'], safe=':/')}|{quote(ident['value'], safe='')}"
 
     processor = BundleProcessor(repo, minimal="return=minimal" in request.headers.get("prefer", ""), serialised=True)
-    response = await run_in_threadpool(processor.batch, bundle, prepare=once_per_identifier)
+    response = await run_write(request, processor.batch, bundle, prepare=once_per_identifier)
     return FhirResponse(response)
 
 
