@@ -24,7 +24,7 @@ class Settings:
     issuers_file: str | None = None  # JSON list of {issuer, audiences, jwks_path | jwks_url}
     audience: str = "kjerne"
     keepalive_requests: int = 100  # a keep-alive connection is closed after this many (0: never)
-    write_concurrency: int = 1  # Bundles and producer messages written at once per worker (api/write_slots.py)
+    write_concurrency: int = 2  # Bundles and producer messages written at once per worker (api/write_slots.py)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -37,7 +37,7 @@ class Settings:
             issuers_file=os.environ.get("KJERNE_ISSUERS") or None,
             audience=os.environ.get("KJERNE_AUDIENCE", "kjerne"),
             keepalive_requests=_env_int("KJERNE_KEEPALIVE_REQUESTS", 100),
-            write_concurrency=_env_int("KJERNE_WRITE_CONCURRENCY", 1),
+            write_concurrency=_env_int("KJERNE_WRITE_CONCURRENCY", 2),
         )
         s.var_dir = Path(os.environ.get("KJERNE_VAR", "var"))
         s.base_url = os.environ.get("KJERNE_BASE_URL", "")

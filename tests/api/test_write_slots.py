@@ -17,7 +17,7 @@ def _request(limit: int) -> SimpleNamespace:
     return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(settings=Settings(write_concurrency=limit))))
 
 
-@pytest.mark.parametrize("limit", [1, 2])
+@pytest.mark.parametrize("limit", [1, 2, 3])
 def test_no_more_writes_run_at_once_than_the_slots(limit: int) -> None:
     request = _request(limit)
     lock = threading.Lock()
@@ -51,4 +51,4 @@ def test_the_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("KJERNE_WRITE_CONCURRENCY", "3")
     assert Settings.from_env().write_concurrency == 3
     monkeypatch.delenv("KJERNE_WRITE_CONCURRENCY")
-    assert Settings.from_env().write_concurrency == 1
+    assert Settings.from_env().write_concurrency == 2

@@ -1,10 +1,10 @@
 """Bundles and producer messages are written a few at a time per worker process.
 
-Writing one is CPU work in Python. Two threads of one process doing it at once take turns at the
-interpreter lock, and each hand-over costs CPU without adding throughput: with 4 producers on 2
-workers the server spent a fifth more CPU per measurement than with 2. Requests beyond the limit
-wait for a slot (asleep, holding nothing) and the other workers and the database keep working.
-Reads do not take a slot. `KJERNE_WRITE_CONCURRENCY` sets the limit (default 1 per worker).
+Writing one is mostly CPU work in Python, so threads of one process writing at once take turns at the
+interpreter lock, and every hand-over costs CPU without adding throughput. Two at a time still lets one
+compute while the other waits for the database. Without a limit, a burst of uploads would put up to the
+thread pool's 40 writers into one process at once, each holding a database connection. Requests beyond
+the limit wait for a slot, asleep and without a connection. Reads do not take a slot. `KJERNE_WRITE_CONCURRENCY` sets the limit (default 2 per worker).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _limiter(request: Request) -> anyio.CapacityLimiter:
     limiter = getattr(state, "write_limiter", None)
     if limiter is None:  # made on first use, inside the worker's event loop
         settings = getattr(state, "settings", None)
-        limiter = state.write_limiter = anyio.CapacityLimiter(max(1, getattr(settings, "write_concurrency", 1)))
+        limiter = state.write_limiter = anyio.CapacityLimiter(max(1, getattr(settings, "write_concurrency", 2)))
     return limiter
 
 
