@@ -4,7 +4,8 @@ Writing one is mostly CPU work in Python, so threads of one process writing at o
 interpreter lock, and every hand-over costs CPU without adding throughput. Two at a time still lets one
 compute while the other waits for the database. Without a limit, a burst of uploads would put up to the
 thread pool's 40 writers into one process at once, each holding a database connection. Requests beyond
-the limit wait for a slot, asleep and without a connection. Reads do not take a slot. `KJERNE_WRITE_CONCURRENCY` sets the limit (default 2 per worker).
+the limit wait for a slot, asleep and without a connection. Reads do not take a slot.
+`KJERNE_WRITE_CONCURRENCY` sets the limit (default 2 per worker).
 """
 
 from __future__ import annotations
