@@ -477,25 +477,33 @@ _CONVERTERS: dict[str, Converter] = {
 
 # --------------------------------------------------------------------------- plans
 
-Plan = tuple[tuple[str, Callable[[Any], list[Any]], Converter, frozenset[str] | None, "_Memo | None"], ...]
+PlanStep = tuple[str, Callable[[Any], list[Any]], Converter, frozenset[str] | None, "_Memo | None"]
+Plan = tuple[PlanStep, ...]
 _PLANS: dict[str, Plan] = {}
 _ROW_KINDS = ("tokens", "strings", "dates", "references", "quantities", "numbers", "uris")
 
 
 class _Memo:
-    """The rows one parameter gave for a value of the elements it reads. Most of what arrives repeats
-    the codes, categories, senders and subjects of what came before; a parameter whose values seldom
-    repeat (times, identifiers) stops being remembered once that shows."""
+    """The rows the parameters reading the same elements gave for one value of those elements. Most of
+    what arrives repeats the codes, categories, senders and subjects of what came before; parameters
+    whose values seldom repeat (times, identifiers) stop being remembered once that shows."""
 
-    __slots__ = ("hits", "keys", "lookups", "on", "rows")
+    __slots__ = ("hits", "keys", "lookups", "on", "rows", "steps")
     MAX = 4096
     TRIAL = 2000
 
     def __init__(self, keys: frozenset[str]) -> None:
         self.keys = tuple(sorted(keys))
         self.rows: dict[bytes, tuple[tuple[str, tuple[Any, ...]], ...]] = {}
+        self.steps: list[tuple[str, Callable[[Any], list[Any]], Converter]] = []  # the parameters it covers
         self.lookups = self.hits = 0
         self.on = True
+
+    def compute(self, resource: dict[str, Any], rows: IndexRows) -> None:
+        for code, getter, converter in self.steps:
+            values = getter(resource)
+            if values:
+                converter(code, values, rows)
 
     def key(self, resource: dict[str, Any]) -> bytes | None:
         try:
@@ -584,7 +592,8 @@ def plan_for(resource_type: str) -> Plan:
 
     reg = registry()
     derived = unions(resource_type)  # read from their parts' rows (derived_params)
-    steps = []
+    groups: dict[tuple[Any, ...], list[PlanStep]] = {}
+    memos: dict[tuple[Any, ...], _Memo] = {}
     for code, sp in sorted(reg.for_type(resource_type).items()):
         converter = _CONVERTERS.get(sp.type)
         if converter is None or sp.expression is None or code in NOT_EXTRACTED or code in derived:
@@ -595,9 +604,15 @@ def plan_for(resource_type: str) -> Plan:
             continue
         needs = _needs(resource_type, getter)
         # Only the elements in `needs` decide the rows, unless the expression reaches the root again.
-        memo = _Memo(needs) if needs is not None and "%resource" not in sp.expression else None
-        steps.append((code, getter, converter, needs, memo))
-    plan = tuple(steps)
+        # Parameters reading the same elements share one memo and stand next to each other in the plan.
+        group: tuple[Any, ...] = (code,)
+        memo = None
+        if needs is not None and "%resource" not in sp.expression:
+            group = tuple(sorted(needs))
+            memo = memos.get(group) or memos.setdefault(group, _Memo(needs))
+            memo.steps.append((code, getter, converter))
+        groups.setdefault(group, []).append((code, getter, converter, needs, memo))
+    plan = tuple(step for members in groups.values() for step in members)
     _PLANS[resource_type] = plan
     return plan
 
@@ -629,24 +644,25 @@ def extract(resource: dict[str, Any]) -> IndexRows:
     present = frozenset(resource)
     # resolve() of a contained reference ("#id") reads Resource.contained: such rows are not remembered.
     remember = "contained" not in present
-    keys: dict[tuple[str, ...], bytes | None] = {}  # memo keys, shared by the parameters reading the same elements
+    done: _Memo | None = None  # the memo just used: it answered for its whole group of parameters
     for code, getter, converter, _, memo in _steps(resource_type, present):
         if memo is not None and memo.on and remember:
-            key = keys.get(memo.keys, b"")
-            if key == b"":
-                key = keys[memo.keys] = memo.key(resource)
-            if key is not None:
-                known = memo.rows.get(key)
-                memo.seen(known is not None)
-                if known is None:
-                    part = IndexRows()
-                    values = getter(resource)
-                    if values:
-                        converter(code, values, part)
-                    known = memo.store(key, part)
-                for kind, items in known:
-                    getattr(rows, kind).extend(items)
+            if memo is done:
                 continue
+            done = memo
+            key = memo.key(resource)
+            if key is None:
+                memo.compute(resource, rows)
+                continue
+            known = memo.rows.get(key)
+            memo.seen(known is not None)
+            if known is None:
+                part = IndexRows()
+                memo.compute(resource, part)
+                known = memo.store(key, part)
+            for kind, items in known:
+                getattr(rows, kind).extend(items)
+            continue
         values = getter(resource)
         if values:
             converter(code, values, rows)
