@@ -21,6 +21,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, TypeGuard
 
 import orjson
@@ -189,6 +190,11 @@ _DATETIME_RE = re.compile(
 _EARLIEST_ZONE = dt.timezone(dt.timedelta(hours=14))
 
 
+@lru_cache(maxsize=256)
+def _zone(text: str) -> dt.tzinfo | None:
+    return dt.UTC if text == "Z" else dt.datetime.strptime(text, "%z").tzinfo
+
+
 def parse_fhir_datetime(text: str) -> dt.datetime | None:
     """The earliest instant a FHIR date/dateTime/instant can mean; None when it is malformed.
 
@@ -203,18 +209,22 @@ def parse_fhir_datetime(text: str) -> dt.datetime | None:
     try:
         if hour is None:
             return dt.datetime(int(year), int(month or 1), int(day or 1), tzinfo=_EARLIEST_ZONE)
-        tz = dt.UTC if zone == "Z" else dt.datetime.strptime(zone, "%z").tzinfo
+        tz = _zone(zone)
         micro = int(fraction[1:7].ljust(6, "0")) if fraction else 0
         return dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, tzinfo=tz)
     except ValueError:
         return None
 
 
+_TIME_PATHS = (
+    ("effectiveDateTime", "Observation.effectiveDateTime"),
+    ("effectiveInstant", "Observation.effectiveInstant"),
+)
+_PERIOD_START, _PERIOD_END = "Observation.effectivePeriod.start", "Observation.effectivePeriod.end"
+
+
 def _check_times(obs: Mapping[str, Any], now: dt.datetime, errors: list[Issue]) -> None:
-    moments: list[tuple[str, Any]] = []
-    for name in ("effectiveDateTime", "effectiveInstant"):
-        if name in obs:
-            moments.append((f"Observation.{name}", obs[name]))
+    moments: list[tuple[str, Any]] = [(where, obs[name]) for name, where in _TIME_PATHS if name in obs]
     period = obs.get("effectivePeriod")
     if isinstance(period, dict):
         moments += [(f"Observation.effectivePeriod.{k}", period[k]) for k in ("start", "end") if k in period]
@@ -228,21 +238,23 @@ def _check_times(obs: Mapping[str, Any], now: dt.datetime, errors: list[Issue]) 
         )
     if "issued" in obs:
         moments.append(("Observation.issued", obs["issued"]))
+    latest = now + CLOCK_SKEW
     parsed: dict[str, dt.datetime] = {}
     for where, text in moments:
         when = parse_fhir_datetime(text)
         if when is None:
             errors.append(Issue("invalid", f"{text!r} is not a valid FHIR dateTime with time zone", where))
-        elif when > now + CLOCK_SKEW:
+        elif when > latest:
             errors.append(Issue("business-rule", f"measurement time {text} is in the future", where))
         else:
             parsed[where] = when
+    if not isinstance(period, dict):
+        return
     # Only full date-times are compared: a partial date stands for a span, and its earliest moment may well
     # lie before a start on the same day.
     texts = dict(moments)
     start, end = (
-        parsed.get(where) if "T" in str(texts.get(where, "")) else None
-        for where in ("Observation.effectivePeriod.start", "Observation.effectivePeriod.end")
+        parsed.get(where) if "T" in str(texts.get(where, "")) else None for where in (_PERIOD_START, _PERIOD_END)
     )
     if start and end and start > end:
         errors.append(
@@ -303,6 +315,16 @@ def _check_value_presence(obs: Mapping[str, Any], mtype: MeasurementType, errors
     return True
 
 
+class _Accepted:
+    __slots__ = ("units",)
+
+    def __init__(self, units: tuple[Unit, ...]) -> None:
+        self.units = units
+
+    def __str__(self) -> str:
+        return ", ".join(u.code for u in self.units)
+
+
 def _check_quantity(
     qty: Any,
     path: str,
@@ -323,7 +345,7 @@ def _check_quantity(
         else:
             errors.append(Issue("invalid", f"{label}: {value!r} is not a number", f"{path}.value"))
         return None, None
-    accepted = ", ".join(u.code for u in units)
+    accepted = _Accepted(units)  # spelt out only for an error message
     code = qty.get("code")
     if not code:
         errors.append(
