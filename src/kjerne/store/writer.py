@@ -143,10 +143,13 @@ class Writer:
         return current(self.conn, res_type, res_id, for_update=for_update)
 
     def reserve_rids(self, n: int) -> None:
-        """Take `n` row ids in one round trip, so that up to `n` new resources go in by COPY at the next
-        flush instead of one INSERT each (PostgreSQL; SQLite inserts in-process anyway)."""
+        """Take row ids for `n` new resources in one round trip, so that they go in with the next flush
+        instead of one INSERT each (PostgreSQL; SQLite inserts in-process anyway). A few more are taken
+        for the Patients that identity resolution may create on the way; ids left over are gaps in the
+        sequence, as a rolled-back insert leaves."""
         if n < 2 or self.conn.dialect.name != "postgresql":
             return
+        n += 4 + n // 16
         self._rids.extend(
             reversed(
                 self.conn.exec_driver_sql(
