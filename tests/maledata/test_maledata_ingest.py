@@ -110,6 +110,22 @@ def test_batch_contract_bad_entries_fail_alone_in_order(api) -> None:
     assert stored(engine) == 2
 
 
+def test_after_a_failed_first_pass_the_person_is_one_patient_and_nothing_is_left_over(api) -> None:
+    # The first pass writes everything at once and creates the Patient; the bad last entry undoes it
+    # all, and the second pass, entry by entry, creates the Patient again.
+    client, dev, engine = api
+    out = upload(
+        client, dev, bundle(obs("8867-4", 72, "/min"), obs("8867-4", 71, "/min"), obs("2708-6", 101, "%"))
+    ).json()
+    assert [e["response"]["status"][:3] for e in out["entry"]] == ["201", "201", "422"]
+    with engine.connect() as conn:
+        rows = conn.execute(select(resource.c.res_type, resource.c.res_id, resource.c.patient)).all()
+    patients = [r.res_id for r in rows if r.res_type == "Patient"]
+    observations = [r for r in rows if r.res_type == "Observation"]
+    assert len(patients) == 1 and len(observations) == 2
+    assert {r.patient for r in observations} == {patients[0]}
+
+
 def test_wrong_bundle_type_or_missing_full_url_gets_400_and_stores_nothing(api) -> None:
     client, dev, engine = api
     r = upload(client, dev, bundle(obs("8867-4", 72, "/min"), kind="transaction"))

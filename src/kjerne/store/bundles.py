@@ -262,16 +262,23 @@ class BundleProcessor:
         self, bundle: dict[str, Any], *, prepare: Callable[[int, dict[str, Any]], None] | None = None
     ) -> dict[str, Any]:
         """Every entry stands alone: a failing entry gets its own OperationOutcome and the others are
-        stored. The writes run in one transaction, each entry in a savepoint, so a bundle costs one
-        commit; reads run after it. `prepare` may adjust or refuse (FhirError) an entry first."""
+        stored. The writes are tried all at once; if an entry fails, that transaction is rolled back
+        and the writes run anew, each entry in a savepoint. Either way one commit. Reads run after it.
+        `prepare` may adjust or refuse (FhirError) an entry first."""
         entries = _entries(bundle)
         check_full_urls(entries)
         reads = [i for i, e in enumerate(entries) if _is_read(e)]
         writes = [i for i in range(len(entries)) if i not in set(reads)]
-        with self.repo.writing() as writer, self.repo.merged_records(writer.conn):
-            writer.auto_flush = False
-            responses = self._writes_at_once(writer, entries, writes, prepare)
-            if responses is None:
+        responses: dict[int, dict[str, Any]] | None = None
+        try:
+            with self.repo.writing() as writer, self.repo.merged_records(writer.conn):
+                writer.auto_flush = False
+                responses = self._writes_at_once(writer, entries, writes, prepare)
+        except _OnePassFailed:
+            responses = None  # its transaction was rolled back
+        if responses is None:
+            with self.repo.writing() as writer, self.repo.merged_records(writer.conn):
+                writer.auto_flush = False
                 responses = self._writes_one_by_one(writer, entries, writes, prepare)
         for i in reads:
             try:
@@ -297,13 +304,11 @@ class BundleProcessor:
         entries: list[dict[str, Any]],
         writes: list[int],
         prepare: Callable[[int, dict[str, Any]], None] | None,
-    ) -> dict[int, dict[str, Any]] | None:
-        """The usual case, where every entry is good: no savepoint per entry, and the entries'
-        `identifier=` conditions looked up together. None when an entry fails; everything done here is
-        then undone and the caller writes the entries one by one."""
+    ) -> dict[int, dict[str, Any]]:
+        """The usual case, where every entry is good: no savepoint at all, and the entries' `identifier=`
+        conditions looked up together. Raises _OnePassFailed when an entry fails; the caller's transaction
+        is then rolled back and the entries are written one by one in a new one."""
         conn = writer.conn
-        mark, records = writer.mark(), self.repo.record_mark()
-        savepoint = conn.begin_nested()
         try:
             if prepare is not None:
                 for i in writes:
@@ -312,13 +317,9 @@ class BundleProcessor:
             writer.reserve_rids(len(writes))
             out = {i: self._batch_write(writer, i, entries[i]) for i in writes}
             writer.flush()
-            savepoint.commit()
             return out
-        except (FhirError, DBAPIError):
-            savepoint.rollback()
-            writer.rollback_to(mark)
-            self.repo.forget_since(records)
-            return None
+        except (FhirError, DBAPIError) as exc:
+            raise _OnePassFailed from exc
 
     def _writes_one_by_one(
         self,
@@ -411,6 +412,10 @@ class BundleProcessor:
 
         result = self.repo.search(res_type, parse_qsl(query or "", keep_blank_values=True))
         return {"status": "200 OK", "_body": search_bundle(result, self.repo.base_url, res_type)}
+
+
+class _OnePassFailed(Exception):
+    """An entry of a batch failed while all were written in one pass."""
 
 
 def _is_read(e: dict[str, Any]) -> bool:
