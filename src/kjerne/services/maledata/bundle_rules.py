@@ -8,7 +8,6 @@ Whether each measurement is plausible is decided per entry afterwards (`plausibi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from kjerne.fhir.outcome import Issue
@@ -18,8 +17,8 @@ ALLOWED_METHODS = ("POST", "PUT")
 
 def check_pmd_bundle(bundle: Any) -> list[Issue]:
     """Every way `bundle` falls short of a PMD batch; an empty list when it may be processed."""
-    if not isinstance(bundle, Mapping) or bundle.get("resourceType") != "Bundle":
-        got = bundle.get("resourceType") if isinstance(bundle, Mapping) else type(bundle).__name__
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        got = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
         return [Issue("invalid", f"expected a Bundle, got {got!r}", "Bundle")]
     issues: list[Issue] = []
     kind = bundle.get("type")
@@ -47,7 +46,7 @@ def check_pmd_bundle(bundle: Any) -> list[Issue]:
 
 def _check_entry(entry: Any, i: int, seen: dict[str, int]) -> list[Issue]:
     where = f"Bundle.entry[{i}]"
-    if not isinstance(entry, Mapping):
+    if not isinstance(entry, dict):
         return [Issue("structure", "an entry must be an object", where)]
     issues: list[Issue] = []
     full_url = entry.get("fullUrl")
@@ -62,7 +61,7 @@ def _check_entry(entry: Any, i: int, seen: dict[str, int]) -> list[Issue]:
     else:
         seen[full_url] = i
     request = entry.get("request")
-    if not isinstance(request, Mapping):
+    if not isinstance(request, dict):
         issues.append(
             Issue("required", "every entry needs a request (method POST or PUT, and url)", f"{where}.request")
         )
@@ -75,7 +74,7 @@ def _check_entry(entry: Any, i: int, seen: dict[str, int]) -> list[Issue]:
         if not isinstance(request.get("url"), str) or not request["url"].strip():
             issues.append(Issue("required", "request.url is missing", f"{where}.request.url"))
     resource = entry.get("resource")
-    if not isinstance(resource, Mapping):
+    if not isinstance(resource, dict):
         issues.append(Issue("required", "the entry carries no resource", f"{where}.resource"))
     elif resource.get("resourceType") != "Observation":
         issues.append(
